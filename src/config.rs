@@ -1,1 +1,870 @@
-//! placeholder
+//! The TOML configuration: what rvs reads, what it refuses, and the summary `rvs check` prints.
+//!
+//! Parsing is two steps. Serde (with `deny_unknown_fields` everywhere) turns the file into the
+//! structs below; a misspelt key or a wrong type is refused with toml's line/column report.
+//! [`Config::validate`] then checks what types cannot: unique names, addresses inside their
+//! subnets, routable servers, EAL arguments that can never probe a PCI device. Every refusal is a
+//! [`ConfigError`] naming the file, the field path and what would be accepted.
+//!
+//! Devices are declared only in `[[port]]` (`vdev = "..."` or `pci = "..."`). rvs builds the EAL
+//! device arguments itself and adds `--no-pci` whenever no port names a PCI address, so a config
+//! can never make DPDK probe the machine's own NIC.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::wire::MacAddr;
+
+/// A refused configuration: which file, which field, what is wrong and what would be accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file that was read.
+    pub file: PathBuf,
+    /// Dotted path of the offending field, e.g. `service[web].server[1].weight`.
+    pub field: String,
+    /// What is wrong and what would be accepted.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// An IPv4 interface address with its prefix length, written `192.0.2.1/24`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Net {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// Prefix length, 1..=32.
+    pub prefix: u8,
+}
+
+impl Ipv4Net {
+    /// The netmask as an integer.
+    pub fn mask(&self) -> u32 {
+        u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0)
+    }
+    /// True when `ip` is inside this subnet.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        (u32::from(ip) & self.mask()) == (u32::from(self.addr) & self.mask())
+    }
+}
+
+impl FromStr for Ipv4Net {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` needs a prefix length, e.g. 192.0.2.1/24"))?;
+        let addr = a.parse::<Ipv4Addr>().map_err(|_| format!("`{a}` is not an IPv4 address"))?;
+        let prefix = p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| (1..=32).contains(p))
+            .ok_or_else(|| format!("prefix `/{p}` must be 1 to 32"))?;
+        Ok(Ipv4Net { addr, prefix })
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv4Net {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+fn deserialize_mac<'de, D: serde::Deserializer<'de>>(d: D) -> Result<MacAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<MacAddr>()
+        .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a MAC address like 02:00:00:00:00:01")))
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// EAL arguments (lcores, memory, file prefix, log level). Devices go in `[[port]]`.
+    #[serde(default)]
+    pub eal: EalConfig,
+    /// Worker threads.
+    #[serde(default)]
+    pub workers: WorkersConfig,
+    /// Periodic status line.
+    #[serde(default)]
+    pub stats: StatsConfig,
+    /// Flow table sizing.
+    #[serde(default)]
+    pub flows: FlowsConfig,
+    /// Neighbour resolution.
+    #[serde(default)]
+    pub arp: ArpConfig,
+    /// Idle timeouts by protocol state.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Network ports (at least one).
+    #[serde(rename = "port", default)]
+    pub ports: Vec<PortConfig>,
+    /// Static neighbour entries.
+    #[serde(rename = "neighbor", default)]
+    pub neighbors: Vec<NeighborConfig>,
+    /// Virtual services.
+    #[serde(rename = "service", default)]
+    pub services: Vec<ServiceConfig>,
+}
+
+/// `[eal]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EalConfig {
+    /// Extra EAL arguments, e.g. `["-l", "0-1", "--no-huge", "-m", "512", "--file-prefix", "rvs"]`.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// `[workers]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// Number of worker lcores (each polls every port).
+    #[serde(default = "one")]
+    pub count: usize,
+    /// Packets per RX burst.
+    #[serde(default = "default_burst")]
+    pub burst: usize,
+    /// Mbufs in the packet pool.
+    #[serde(default = "default_mbufs")]
+    pub mbufs: u32,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig { count: 1, burst: default_burst(), mbufs: default_mbufs() }
+    }
+}
+
+fn one() -> usize {
+    1
+}
+fn default_burst() -> usize {
+    32
+}
+fn default_mbufs() -> u32 {
+    16383
+}
+
+/// `[stats]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsConfig {
+    /// Seconds between status lines; 0 turns them off.
+    #[serde(default = "default_stats_interval")]
+    pub interval_secs: u64,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig { interval_secs: default_stats_interval() }
+    }
+}
+
+fn default_stats_interval() -> u64 {
+    5
+}
+
+/// `[flows]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsConfig {
+    /// Most concurrent flows per worker; new flows beyond it are dropped and counted.
+    #[serde(default = "default_flow_capacity")]
+    pub capacity: usize,
+    /// Most expired-flow checks per poll-loop iteration (bounds the cost of a mass expiry).
+    #[serde(default = "default_expire_budget")]
+    pub expire_budget: usize,
+}
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        FlowsConfig { capacity: default_flow_capacity(), expire_budget: default_expire_budget() }
+    }
+}
+
+fn default_flow_capacity() -> usize {
+    1 << 20
+}
+fn default_expire_budget() -> usize {
+    256
+}
+
+/// `[arp]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArpConfig {
+    /// Requests sent for one resolution before its queued packets are dropped.
+    #[serde(default = "default_arp_retries")]
+    pub retries: u32,
+    /// Milliseconds between requests.
+    #[serde(default = "default_arp_retry_ms")]
+    pub retry_interval_ms: u64,
+    /// Seconds a learned entry is used before it is refreshed.
+    #[serde(default = "default_arp_reachable")]
+    pub reachable_secs: u64,
+    /// Packets held per unresolved neighbour.
+    #[serde(default = "default_arp_queue")]
+    pub queue_per_neighbor: usize,
+    /// Packets held for all unresolved neighbours together.
+    #[serde(default = "default_arp_queue_total")]
+    pub queue_total: usize,
+    /// Most learned neighbours.
+    #[serde(default = "default_arp_entries")]
+    pub max_entries: usize,
+}
+
+impl Default for ArpConfig {
+    fn default() -> Self {
+        ArpConfig {
+            retries: default_arp_retries(),
+            retry_interval_ms: default_arp_retry_ms(),
+            reachable_secs: default_arp_reachable(),
+            queue_per_neighbor: default_arp_queue(),
+            queue_total: default_arp_queue_total(),
+            max_entries: default_arp_entries(),
+        }
+    }
+}
+
+fn default_arp_retries() -> u32 {
+    3
+}
+fn default_arp_retry_ms() -> u64 {
+    1000
+}
+fn default_arp_reachable() -> u64 {
+    300
+}
+fn default_arp_queue() -> usize {
+    64
+}
+fn default_arp_queue_total() -> usize {
+    4096
+}
+fn default_arp_entries() -> usize {
+    4096
+}
+
+/// `[timeouts]`: seconds, with IPVS's defaults.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// TCP established.
+    #[serde(default = "t900")]
+    pub tcp_established: u64,
+    /// TCP after the client's SYN.
+    #[serde(default = "t120")]
+    pub tcp_syn_sent: u64,
+    /// TCP after the server's SYN-ACK.
+    #[serde(default = "t60")]
+    pub tcp_syn_recv: u64,
+    /// TCP after a FIN.
+    #[serde(default = "t120")]
+    pub tcp_fin_wait: u64,
+    /// TCP after both FINs.
+    #[serde(default = "t120")]
+    pub tcp_time_wait: u64,
+    /// TCP after the server's FIN.
+    #[serde(default = "t60")]
+    pub tcp_close_wait: u64,
+    /// TCP waiting for the last ACK.
+    #[serde(default = "t30")]
+    pub tcp_last_ack: u64,
+    /// TCP after a RST.
+    #[serde(default = "t10")]
+    pub tcp_close: u64,
+    /// UDP idle.
+    #[serde(default = "t300")]
+    pub udp: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp_established: 900,
+            tcp_syn_sent: 120,
+            tcp_syn_recv: 60,
+            tcp_fin_wait: 120,
+            tcp_time_wait: 120,
+            tcp_close_wait: 60,
+            tcp_last_ack: 30,
+            tcp_close: 10,
+            udp: 300,
+        }
+    }
+}
+
+fn t900() -> u64 {
+    900
+}
+fn t300() -> u64 {
+    300
+}
+fn t120() -> u64 {
+    120
+}
+fn t60() -> u64 {
+    60
+}
+fn t30() -> u64 {
+    30
+}
+fn t10() -> u64 {
+    10
+}
+
+/// `[[port]]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// Name used by neighbours and logs.
+    pub name: String,
+    /// A virtual device, e.g. `net_af_packet0,iface=lb-cli` or `net_pcap0,rx_pcap=in.pcap,...`.
+    pub vdev: Option<String>,
+    /// A PCI address to allow, e.g. `0000:03:00.0` (the NIC must be bound to vfio-pci).
+    pub pci: Option<String>,
+    /// Our address on this port, with the connected subnet.
+    pub address: Ipv4Net,
+    /// Next hop for destinations outside every connected subnet.
+    pub gateway: Option<Ipv4Addr>,
+    /// MTU to set on the device (when it supports it).
+    pub mtu: Option<u16>,
+    /// RX descriptors per queue.
+    #[serde(default = "default_desc")]
+    pub rx_desc: u16,
+    /// TX descriptors per queue.
+    #[serde(default = "default_desc")]
+    pub tx_desc: u16,
+}
+
+fn default_desc() -> u16 {
+    1024
+}
+
+impl PortConfig {
+    /// The DPDK device name: the vdev's driver instance, or the PCI address.
+    pub fn device_name(&self) -> &str {
+        match (&self.vdev, &self.pci) {
+            (Some(v), _) => v.split(',').next().unwrap_or(v),
+            (None, Some(p)) => p,
+            (None, None) => "",
+        }
+    }
+}
+
+/// `[[neighbor]]`: a static ARP entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighborConfig {
+    /// The port's name.
+    pub port: String,
+    /// The neighbour's address (inside the port's subnet).
+    pub ip: Ipv4Addr,
+    /// Its MAC address.
+    #[serde(deserialize_with = "deserialize_mac")]
+    pub mac: MacAddr,
+}
+
+/// Transport protocol of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number.
+    pub const fn ip_proto(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+    /// Lowercase name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// Scheduler of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedulerKind {
+    /// Round robin.
+    Rr,
+    /// Weighted round robin (IPVS's algorithm).
+    #[default]
+    Wrr,
+}
+
+impl SchedulerKind {
+    /// ipvsadm's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SchedulerKind::Rr => "rr",
+            SchedulerKind::Wrr => "wrr",
+        }
+    }
+}
+
+/// Forwarding method of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardMethod {
+    /// Destination NAT in, source NAT back (`ipvsadm -m`).
+    #[default]
+    Nat,
+}
+
+impl ForwardMethod {
+    /// Lowercase name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ForwardMethod::Nat => "nat",
+        }
+    }
+}
+
+/// `[[service]]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Name for logs and counters.
+    pub name: String,
+    /// `tcp` or `udp`.
+    pub protocol: Protocol,
+    /// The virtual address.
+    pub vip: Ipv4Addr,
+    /// The virtual port.
+    pub port: u16,
+    /// `rr` or `wrr`.
+    #[serde(default)]
+    pub scheduler: SchedulerKind,
+    /// `nat`.
+    #[serde(default)]
+    pub forward: ForwardMethod,
+    /// Real servers.
+    #[serde(rename = "server", default)]
+    pub servers: Vec<ServerConfig>,
+}
+
+/// `[[service.server]]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The real server's address.
+    pub address: Ipv4Addr,
+    /// Its port (default: the service's port).
+    pub port: Option<u16>,
+    /// Weight; 0 takes no new connections.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// Largest weight accepted (IPVS allows any positive int; this keeps wrr's arithmetic small).
+pub const MAX_WEIGHT: u32 = 65535;
+
+/// EAL options rvs owns: devices come from `[[port]]`.
+const DEVICE_OPTIONS: &[&str] =
+    &["--vdev", "-a", "--allow", "-b", "--block", "--pci-whitelist", "-w", "--pci-blacklist"];
+
+impl Config {
+    /// Read, parse and validate a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            field: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parse and validate text; `path` is used in messages only.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            field: String::new(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Checks that types cannot express.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = |field: String, message: String| ConfigError {
+            file: path.to_path_buf(),
+            field,
+            message,
+        };
+
+        for (i, a) in self.eal.args.iter().enumerate() {
+            let opt = a.split('=').next().unwrap_or(a);
+            if DEVICE_OPTIONS.contains(&opt) {
+                return Err(err(
+                    format!("eal.args[{i}]"),
+                    format!("`{a}`: devices are declared in [[port]] with vdev = \"...\" or pci = \"...\"; rvs builds the EAL device arguments itself"),
+                ));
+            }
+        }
+        if self.workers.count != 1 {
+            return Err(err(
+                "workers.count".into(),
+                format!("{} workers: this build runs exactly 1 worker (set count = 1)", self.workers.count),
+            ));
+        }
+        if !(1..=512).contains(&self.workers.burst) {
+            return Err(err("workers.burst".into(), "must be 1 to 512 (32 is usual)".into()));
+        }
+        if self.workers.mbufs < 1024 {
+            return Err(err("workers.mbufs".into(), "must be at least 1024".into()));
+        }
+        if self.flows.capacity == 0 || self.flows.capacity > (1 << 30) {
+            return Err(err("flows.capacity".into(), "must be 1 to 1073741824".into()));
+        }
+        if self.flows.expire_budget == 0 {
+            return Err(err("flows.expire_budget".into(), "must be at least 1".into()));
+        }
+        if self.arp.retries == 0 || self.arp.retry_interval_ms == 0 {
+            return Err(err("arp".into(), "retries and retry_interval_ms must be at least 1".into()));
+        }
+        if self.arp.queue_per_neighbor == 0 || self.arp.queue_total < self.arp.queue_per_neighbor {
+            return Err(err(
+                "arp.queue_total".into(),
+                "queue_per_neighbor must be at least 1 and queue_total at least queue_per_neighbor".into(),
+            ));
+        }
+        let t = &self.timeouts;
+        for (name, v) in [
+            ("tcp_established", t.tcp_established),
+            ("tcp_syn_sent", t.tcp_syn_sent),
+            ("tcp_syn_recv", t.tcp_syn_recv),
+            ("tcp_fin_wait", t.tcp_fin_wait),
+            ("tcp_time_wait", t.tcp_time_wait),
+            ("tcp_close_wait", t.tcp_close_wait),
+            ("tcp_last_ack", t.tcp_last_ack),
+            ("tcp_close", t.tcp_close),
+            ("udp", t.udp),
+        ] {
+            if v == 0 || v > 7 * 24 * 3600 {
+                return Err(err(format!("timeouts.{name}"), "must be 1 to 604800 seconds".into()));
+            }
+        }
+
+        if self.ports.is_empty() {
+            return Err(err(
+                "port".into(),
+                "no [[port]]: declare at least one, e.g. name = \"lan\", vdev = \"net_af_packet0,iface=eth1\", address = \"192.0.2.1/24\"".into(),
+            ));
+        }
+        let mut names = HashSet::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            let f = |k: &str| format!("port[{}].{k}", if p.name.is_empty() { i.to_string() } else { p.name.clone() });
+            if p.name.is_empty() || !names.insert(p.name.as_str()) {
+                return Err(err(f("name"), "port names must be non-empty and unique".into()));
+            }
+            match (&p.vdev, &p.pci) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(err(f("vdev"), "give exactly one of vdev = \"net_...\" or pci = \"0000:03:00.0\"".into()))
+                }
+                (Some(v), None) if !v.starts_with("net_") => {
+                    return Err(err(f("vdev"), format!("`{v}`: a network vdev starts with net_ (net_af_packet0,iface=..., net_pcap0,..., net_tap0, net_ring0)")))
+                }
+                (None, Some(pci)) if self.eal.args.iter().any(|a| a == "--no-pci") => {
+                    return Err(err(f("pci"), format!("`{pci}` with --no-pci in eal.args: remove one of them")))
+                }
+                _ => {}
+            }
+            if let Some(gw) = p.gateway {
+                if !p.address.contains(gw) || gw == p.address.addr {
+                    return Err(err(f("gateway"), format!("{gw} is not another host inside {}", p.address)));
+                }
+            }
+            if let Some(mtu) = p.mtu {
+                if !(576..=9000).contains(&mtu) {
+                    return Err(err(f("mtu"), "must be 576 to 9000".into()));
+                }
+            }
+            if p.rx_desc < 32 || p.tx_desc < 32 {
+                return Err(err(f("rx_desc"), "rx_desc and tx_desc must be at least 32".into()));
+            }
+        }
+        let devices: HashSet<&str> = self.ports.iter().map(|p| p.device_name()).collect();
+        if devices.len() != self.ports.len() {
+            return Err(err("port".into(), "two ports name the same device".into()));
+        }
+
+        for (i, n) in self.neighbors.iter().enumerate() {
+            let Some(p) = self.ports.iter().find(|p| p.name == n.port) else {
+                return Err(err(format!("neighbor[{i}].port"), format!("no port named `{}`", n.port)));
+            };
+            if !p.address.contains(n.ip) {
+                return Err(err(format!("neighbor[{i}].ip"), format!("{} is outside port {}'s subnet {}", n.ip, p.name, p.address)));
+            }
+            if !n.mac.is_unicast() {
+                return Err(err(format!("neighbor[{i}].mac"), "must be a unicast MAC address".into()));
+            }
+        }
+
+        let mut svc_names = HashSet::new();
+        let mut svc_keys = HashSet::new();
+        for (i, s) in self.services.iter().enumerate() {
+            let label = if s.name.is_empty() { i.to_string() } else { s.name.clone() };
+            if s.name.is_empty() || !svc_names.insert(s.name.as_str()) {
+                return Err(err(format!("service[{label}].name"), "service names must be non-empty and unique".into()));
+            }
+            if !svc_keys.insert((s.protocol, s.vip, s.port)) {
+                return Err(err(format!("service[{label}]"), format!("another service already has {} {}:{}", s.protocol.name(), s.vip, s.port)));
+            }
+            if s.port == 0 {
+                return Err(err(format!("service[{label}].port"), "must be 1 to 65535".into()));
+            }
+            if !s.vip.is_unicast_like() {
+                return Err(err(format!("service[{label}].vip"), format!("{} is not a unicast address", s.vip)));
+            }
+            if self.ports.iter().any(|p| p.address.addr == s.vip) {
+                return Err(err(format!("service[{label}].vip"), format!("{} is a port address; use another address for the VIP", s.vip)));
+            }
+            for (j, srv) in s.servers.iter().enumerate() {
+                let f = |k: &str| format!("service[{label}].server[{j}].{k}");
+                if srv.weight > MAX_WEIGHT {
+                    return Err(err(f("weight"), format!("must be 0 to {MAX_WEIGHT}")));
+                }
+                if srv.port == Some(0) {
+                    return Err(err(f("port"), "must be 1 to 65535".into()));
+                }
+                if !self.routable(srv.address) {
+                    return Err(err(f("address"), format!("{}: no port's subnet contains it and no port has a gateway", srv.address)));
+                }
+                if self.ports.iter().any(|p| p.address.addr == srv.address) || srv.address == s.vip {
+                    return Err(err(f("address"), format!("{} is one of rvs's own addresses", srv.address)));
+                }
+            }
+            let mut seen = HashSet::new();
+            for (j, srv) in s.servers.iter().enumerate() {
+                if !seen.insert((srv.address, srv.port.unwrap_or(s.port))) {
+                    return Err(err(format!("service[{label}].server[{j}]"), "the same address and port appear twice".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn routable(&self, ip: Ipv4Addr) -> bool {
+        self.ports.iter().any(|p| p.address.contains(ip) || p.gateway.is_some())
+    }
+
+    /// The full EAL argument vector: program name, the user's args, one device argument per
+    /// port, and `--no-pci` unless a port names a PCI address (which is then the allow-list).
+    pub fn eal_args(&self) -> Vec<String> {
+        let mut args = vec!["rvs".to_string()];
+        args.extend(self.eal.args.iter().cloned());
+        for p in &self.ports {
+            if let Some(v) = &p.vdev {
+                args.push("--vdev".into());
+                args.push(v.clone());
+            } else if let Some(pci) = &p.pci {
+                args.push("-a".into());
+                args.push(pci.clone());
+            }
+        }
+        if self.ports.iter().all(|p| p.pci.is_none()) && !args.iter().any(|a| a == "--no-pci") {
+            args.push("--no-pci".into());
+        }
+        args
+    }
+
+    /// The multi-line summary `rvs check` prints.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!("eal: {}\n", self.eal_args()[1..].join(" ")));
+        s.push_str(&format!(
+            "workers: {} (burst {}, {} mbufs); flows: {} per worker; stats every {} s\n",
+            self.workers.count, self.workers.burst, self.workers.mbufs, self.flows.capacity, self.stats.interval_secs
+        ));
+        for p in &self.ports {
+            s.push_str(&format!(
+                "port {}: {} address {}{}\n",
+                p.name,
+                p.vdev.as_deref().or(p.pci.as_deref()).unwrap_or("?"),
+                p.address,
+                p.gateway.map(|g| format!(" gateway {g}")).unwrap_or_default()
+            ));
+        }
+        for n in &self.neighbors {
+            s.push_str(&format!("neighbor {} {} on {}\n", n.ip, n.mac, n.port));
+        }
+        for v in &self.services {
+            s.push_str(&format!(
+                "service {}: {} {}:{} {} {} ({} servers)\n",
+                v.name,
+                v.protocol.name(),
+                v.vip,
+                v.port,
+                v.scheduler.name(),
+                v.forward.name(),
+                v.servers.len()
+            ));
+            for r in &v.servers {
+                s.push_str(&format!("  -> {}:{} weight {}\n", r.address, r.port.unwrap_or(v.port), r.weight));
+            }
+        }
+        s
+    }
+}
+
+trait UnicastLike {
+    fn is_unicast_like(&self) -> bool;
+}
+
+impl UnicastLike for Ipv4Addr {
+    fn is_unicast_like(&self) -> bool {
+        !(self.is_unspecified() || self.is_broadcast() || self.is_multicast() || self.is_loopback())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[eal]
+args = ["-l", "0-1", "--no-huge", "-m", "512", "--file-prefix", "t"]
+
+[[port]]
+name = "client"
+vdev = "net_af_packet0,iface=lb-cli"
+address = "192.0.2.1/24"
+
+[[port]]
+name = "server"
+vdev = "net_af_packet1,iface=lb-srv"
+address = "198.51.100.1/24"
+
+[[neighbor]]
+port = "server"
+ip = "198.51.100.11"
+mac = "02:00:00:00:00:11"
+
+[[service]]
+name = "web"
+protocol = "tcp"
+vip = "192.0.2.100"
+port = 80
+scheduler = "wrr"
+
+[[service.server]]
+address = "198.51.100.11"
+port = 8080
+weight = 3
+
+[[service.server]]
+address = "198.51.100.12"
+port = 8080
+"#;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, Path::new("t.toml"))
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.ports.len(), 2);
+        assert_eq!(c.services[0].servers[1].weight, 1);
+        assert_eq!(c.timeouts.tcp_established, 900);
+        assert_eq!(c.ports[0].device_name(), "net_af_packet0");
+        let args = c.eal_args();
+        assert!(args.contains(&"--no-pci".to_string()));
+        assert!(args.windows(2).any(|w| w[0] == "--vdev" && w[1] == "net_af_packet1,iface=lb-srv"));
+        assert!(c.summary().contains("service web: tcp 192.0.2.100:80 wrr nat (2 servers)"));
+    }
+
+    fn refused(s: &str) -> ConfigError {
+        parse(s).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_field_is_refused_with_position() {
+        let e = refused(&GOOD.replace("scheduler = \"wrr\"", "schedular = \"wrr\""));
+        let m = e.to_string();
+        assert!(m.starts_with("t.toml: "), "{m}");
+        assert!(m.contains("schedular") && m.contains("line"), "{m}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let cases = [
+            (GOOD.replace("weight = 3", "weight = 70000"), "service[web].server[0].weight"),
+            (GOOD.replace("\"192.0.2.1/24\"", "\"192.0.2.1/33\""), "prefix"),
+            (GOOD.replace("ip = \"198.51.100.11\"", "ip = \"203.0.113.9\""), "neighbor[0].ip"),
+            (GOOD.replace("address = \"198.51.100.12\"", "address = \"203.0.113.12\""), "service[web].server[1].address"),
+            (GOOD.replace("\"-l\", \"0-1\",", "\"-l\", \"0-1\", \"--vdev\", \"net_null0\","), "eal.args[2]"),
+            (GOOD.replace("scheduler = \"wrr\"", "scheduler = \"fastest\""), "unknown variant"),
+            (GOOD.replace("vip = \"192.0.2.100\"", "vip = \"192.0.2.1\""), "service[web].vip"),
+            (GOOD.replace("name = \"server\"", "name = \"client\""), "port[client].name"),
+            (GOOD.replace("mac = \"02:00:00:00:00:11\"", "mac = \"zz\""), "MAC"),
+            (format!("{GOOD}\n[workers]\ncount = 4\n"), "workers.count"),
+        ];
+        for (text, needle) in cases {
+            let m = refused(&text).to_string();
+            assert!(m.contains(needle), "expected `{needle}` in: {m}");
+        }
+    }
+
+    #[test]
+    fn pci_port_uses_allow_list_not_no_pci() {
+        let text = GOOD.replace("vdev = \"net_af_packet0,iface=lb-cli\"", "pci = \"0000:03:00.0\"");
+        let c = parse(&text).unwrap();
+        let args = c.eal_args();
+        assert!(!args.contains(&"--no-pci".to_string()));
+        assert!(args.windows(2).any(|w| w[0] == "-a" && w[1] == "0000:03:00.0"));
+        let both = text.replace("\"-l\", \"0-1\",", "\"-l\", \"0-1\", \"--no-pci\",");
+        assert!(refused(&both).to_string().contains("port[client].pci"));
+    }
+
+    #[test]
+    fn net_contains() {
+        let n: Ipv4Net = "192.0.2.1/24".parse().unwrap();
+        assert!(n.contains(Ipv4Addr::new(192, 0, 2, 200)));
+        assert!(!n.contains(Ipv4Addr::new(192, 0, 3, 1)));
+        let h: Ipv4Net = "192.0.2.1/32".parse().unwrap();
+        assert!(h.contains(Ipv4Addr::new(192, 0, 2, 1)) && !h.contains(Ipv4Addr::new(192, 0, 2, 2)));
+    }
+}

@@ -80,11 +80,11 @@ mod tests {
         assert!(b.prepend(2));
         assert_eq!(b.data(), &[0, 0, 1, 2, 3]);
         assert!(b.adj(2));
-        assert!(b.append(1));
+        assert!(PacketBuf::append(&mut b, 1));
         assert_eq!(b.data(), &[1, 2, 3, 0]);
         PacketBuf::truncate(&mut b, 2);
         assert_eq!(b.data(), &[1, 2]);
         assert!(!b.adj(3));
-        assert!(!b.append(VEC_BUF_CAPACITY));
+        assert!(!PacketBuf::append(&mut b, VEC_BUF_CAPACITY));
     }
 }

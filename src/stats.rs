@@ -1,1 +1,295 @@
-//! placeholder
+//! Counters: named per-worker counters, drop reasons, per-service and per-server blocks, and
+//! their lock-free publication to the control thread.
+//!
+//! A worker owns plain `u64` counters and bumps them without atomics. Every publish interval it
+//! copies them into its own [`SharedBlock`] of `AtomicU64`s with relaxed stores: one writer per
+//! slot, so there is no read-modify-write and no cache-line ping-pong on the packet path. The
+//! control thread sums the blocks of all workers when it prints. A reader may see a block that is
+//! a few milliseconds old; totals are exact once the workers have stopped and published a last
+//! time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Declares a counter enum with `COUNT`, `ALL` and stable snake_case names.
+macro_rules! named_enum {
+    ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $var:ident => $s:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum $name { $($(#[$vm])* $var,)* }
+        impl $name {
+            /// Every variant, in declaration order (the index of a variant is its position).
+            pub const ALL: &'static [$name] = &[$($name::$var,)*];
+            /// How many variants there are.
+            pub const COUNT: usize = $name::ALL.len();
+            /// Stable name for logs and status lines.
+            pub const fn name(self) -> &'static str {
+                match self { $($name::$var => $s,)* }
+            }
+            /// Position in [`Self::ALL`].
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// Why the fast path dropped a packet. One counter each, per worker.
+    pub enum DropReason {
+        /// Shorter than the header it claims to carry.
+        Truncated => "truncated",
+        /// IPv4 header length, version or total length inconsistent with the frame.
+        BadIpHeader => "bad_ip_header",
+        /// IPv4 header checksum wrong.
+        BadIpChecksum => "bad_ip_checksum",
+        /// TCP data offset or UDP length inconsistent with the datagram.
+        BadL4Header => "bad_l4_header",
+        /// An IPv4 fragment: rvs does not reassemble (see worker/pipeline.rs).
+        Fragment => "fragment",
+        /// An 802.1Q-tagged frame: ports are untagged.
+        Vlan => "vlan",
+        /// An ethertype rvs does not handle (IPv6, LLDP, ...).
+        EtherType => "ethertype",
+        /// Unicast frame for another MAC address (ports run promiscuous on some vdevs).
+        OtherMac => "other_mac",
+        /// ARP that needs no answer from us (a request for someone else, a malformed body).
+        ArpIgnored => "arp_ignored",
+        /// TTL would reach zero.
+        TtlExceeded => "ttl_exceeded",
+        /// Addressed to one of our own addresses but not something we answer.
+        LocalUnhandled => "local_unhandled",
+        /// ICMP message that quotes no tracked flow, or a type we do not forward.
+        IcmpUnhandled => "icmp_unhandled",
+        /// Not for a VIP and not the reply of a tracked flow.
+        NoService => "no_service",
+        /// TCP segment without SYN for a VIP with no flow (IPVS does the same).
+        NotSyn => "not_syn",
+        /// The service has no server that may take a new connection.
+        NoServer => "no_server",
+        /// The flow table is full.
+        FlowTableFull => "flow_table_full",
+        /// The new flow's reply key belongs to another flow (same client port to the same
+        /// server through two VIPs: replies would be ambiguous).
+        FlowConflict => "flow_conflict",
+        /// No route to the destination.
+        NoRoute => "no_route",
+        /// The neighbour's resolution queue (or the global one) is full.
+        NeighQueueFull => "neigh_queue_full",
+        /// The neighbour did not answer ARP after all retries.
+        NeighUnresolved => "neigh_unresolved",
+        /// No mbuf to build a generated packet (ARP request).
+        NoBuffer => "no_buffer",
+        /// The TX queue did not take the packet.
+        TxFull => "tx_full",
+        /// A multi-segment mbuf (cannot happen at the configured MTU).
+        MultiSegment => "multi_segment",
+    }
+}
+
+named_enum! {
+    /// Per-worker event counters other than drops.
+    pub enum Counter {
+        RxPackets => "rx_packets",
+        RxBytes => "rx_bytes",
+        TxPackets => "tx_packets",
+        TxBytes => "tx_bytes",
+        ArpRepliesSent => "arp_replies_sent",
+        ArpRequestsSent => "arp_requests_sent",
+        GratuitousArpSent => "garp_sent",
+        NeighLearned => "neigh_learned",
+        IcmpEchoReplies => "icmp_echo_replies",
+        FlowsCreated => "flows_created",
+        FlowsExpired => "flows_expired",
+        FlowsActive => "flows_active",
+        PacketsIn => "nat_in_packets",
+        PacketsOut => "nat_out_packets",
+    }
+}
+
+named_enum! {
+    /// Counters kept per virtual service and per real server.
+    pub enum LbCounter {
+        Connections => "conns",
+        PacketsIn => "pkts_in",
+        PacketsOut => "pkts_out",
+        BytesIn => "bytes_in",
+        BytesOut => "bytes_out",
+    }
+}
+
+/// A worker's own counters: plain integers, bumped on the packet path.
+#[derive(Clone, Debug)]
+pub struct LocalBlock {
+    values: Vec<u64>,
+}
+
+impl LocalBlock {
+    /// A block of `len` zeroed counters.
+    pub fn new(len: usize) -> Self {
+        LocalBlock { values: vec![0; len] }
+    }
+    /// Add `n` to counter `i` (ignored when out of range: counting never panics).
+    #[inline]
+    pub fn add(&mut self, i: usize, n: u64) {
+        if let Some(v) = self.values.get_mut(i) {
+            *v = v.wrapping_add(n);
+        }
+    }
+    /// Set counter `i` (for gauges such as active flows).
+    #[inline]
+    pub fn set(&mut self, i: usize, n: u64) {
+        if let Some(v) = self.values.get_mut(i) {
+            *v = n;
+        }
+    }
+    /// Read counter `i` (0 when out of range).
+    pub fn get(&self, i: usize) -> u64 {
+        self.values.get(i).copied().unwrap_or(0)
+    }
+    /// Number of counters.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+    /// True when the block has no counters.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+/// The published copy of one worker's [`LocalBlock`]; one writer, any number of readers.
+#[derive(Debug)]
+pub struct SharedBlock {
+    values: Vec<AtomicU64>,
+}
+
+impl SharedBlock {
+    /// A block of `len` zeroed counters.
+    pub fn new(len: usize) -> Self {
+        SharedBlock { values: (0..len).map(|_| AtomicU64::new(0)).collect() }
+    }
+    /// Copy `local` in (relaxed stores; the owner is the only writer).
+    pub fn publish(&self, local: &LocalBlock) {
+        for (s, v) in self.values.iter().zip(local.values.iter()) {
+            s.store(*v, Ordering::Relaxed);
+        }
+    }
+    /// Add this block into `acc` (used to sum all workers).
+    pub fn accumulate(&self, acc: &mut LocalBlock) {
+        for (a, s) in acc.values.iter_mut().zip(self.values.iter()) {
+            *a = a.wrapping_add(s.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// Layout of one worker's counter block: worker counters, drops, then per-service and
+/// per-server [`LbCounter`] rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Number of services.
+    pub services: usize,
+    /// Number of real servers over all services.
+    pub servers: usize,
+}
+
+impl Layout {
+    /// Total counters in a block with this layout.
+    pub const fn len(&self) -> usize {
+        Counter::COUNT + DropReason::COUNT + (self.services + self.servers) * LbCounter::COUNT
+    }
+    /// True when the layout holds no counters (never: the worker counters are always there).
+    pub const fn is_empty(&self) -> bool {
+        false
+    }
+    /// Index of a worker counter.
+    pub const fn counter(c: Counter) -> usize {
+        c.index()
+    }
+    /// Index of a drop counter.
+    pub const fn drop(r: DropReason) -> usize {
+        Counter::COUNT + r.index()
+    }
+    /// Index of a per-service counter.
+    pub const fn service(&self, svc: usize, c: LbCounter) -> usize {
+        Counter::COUNT + DropReason::COUNT + svc * LbCounter::COUNT + c.index()
+    }
+    /// Index of a per-server counter (`server` numbers all servers of all services).
+    pub const fn server(&self, server: usize, c: LbCounter) -> usize {
+        Counter::COUNT
+            + DropReason::COUNT
+            + (self.services + server) * LbCounter::COUNT
+            + c.index()
+    }
+}
+
+/// Sum of every drop counter in a block.
+pub fn total_drops(block: &LocalBlock) -> u64 {
+    DropReason::ALL.iter().map(|r| block.get(Layout::drop(*r))).sum()
+}
+
+/// "reason=count" pairs of the non-zero drop counters, for status lines.
+pub fn drops_summary(block: &LocalBlock) -> String {
+    let parts: Vec<String> = DropReason::ALL
+        .iter()
+        .filter_map(|r| {
+            let n = block.get(Layout::drop(*r));
+            (n > 0).then(|| format!("{}={}", r.name(), n))
+        })
+        .collect();
+    if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join(",")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_indices_are_disjoint_and_in_range() {
+        let l = Layout { services: 2, servers: 3 };
+        let mut seen = std::collections::HashSet::new();
+        for c in Counter::ALL {
+            assert!(seen.insert(Layout::counter(*c)));
+        }
+        for r in DropReason::ALL {
+            assert!(seen.insert(Layout::drop(*r)));
+        }
+        for s in 0..2 {
+            for c in LbCounter::ALL {
+                assert!(seen.insert(l.service(s, *c)));
+            }
+        }
+        for s in 0..3 {
+            for c in LbCounter::ALL {
+                assert!(seen.insert(l.server(s, *c)));
+            }
+        }
+        assert_eq!(seen.len(), l.len());
+        assert!(seen.iter().all(|i| *i < l.len()));
+    }
+
+    #[test]
+    fn publish_and_accumulate_sum_workers() {
+        let l = Layout { services: 1, servers: 1 };
+        let mut a = LocalBlock::new(l.len());
+        let mut b = LocalBlock::new(l.len());
+        a.add(Layout::drop(DropReason::Fragment), 2);
+        b.add(Layout::drop(DropReason::Fragment), 3);
+        b.add(Layout::counter(Counter::RxPackets), 7);
+        let (sa, sb) = (SharedBlock::new(l.len()), SharedBlock::new(l.len()));
+        sa.publish(&a);
+        sb.publish(&b);
+        let mut sum = LocalBlock::new(l.len());
+        sa.accumulate(&mut sum);
+        sb.accumulate(&mut sum);
+        assert_eq!(sum.get(Layout::drop(DropReason::Fragment)), 5);
+        assert_eq!(total_drops(&sum), 5);
+        assert_eq!(drops_summary(&sum), "fragment=5");
+        assert_eq!(sum.get(Layout::counter(Counter::RxPackets)), 7);
+        a.add(10_000, 1); // out of range: ignored, no panic
+        assert_eq!(a.get(10_000), 0);
+    }
+}

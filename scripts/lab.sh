@@ -1,0 +1,439 @@
+#!/usr/bin/env bash
+# lab.sh — the rvs network-namespace lab: a client, rvs's namespace, a switch, two servers.
+#
+#   scripts/lab.sh up        (re)build the lab and start the real servers (tears down leftovers first)
+#   scripts/lab.sh down      kill the lab's processes, delete its namespaces and run dir (always safe)
+#   scripts/lab.sh status    namespaces, links, addresses, offloads, listening peers
+#                            (exit 1 unless every namespace exists and both peers listen)
+#   scripts/lab.sh env       print KEY=value lines: eval "$(scripts/lab.sh env)"
+#                            (LAB_NS_*, LAB_IF_*, LAB_VIP, LAB_*_IP, LAB_*_PORT, LAB_VDEV_*, LAB_*_MAC...)
+#   scripts/lab.sh selftest  stand in for rvs with the kernel (router + nft DNAT if nft exists),
+#                            run client.py through it, undo the stand-in; exit 1 on failures.
+#                            Refuses while anything runs in <P>-lb (rvs, tcpdump...).
+#
+# The root namespace of a dev machine may itself use 192.0.2.0/24 (its eth0): run lab traffic
+# only inside the lab's namespaces (ip netns exec <P>-cli ...), never from the root namespace.
+# `down` kills every process inside the lab's namespaces, rvs included.
+#
+# RVS_LAB (default "rvs") prefixes every namespace and the run dir (/tmp/rvs-lab-$RVS_LAB, or
+# RVS_LAB_RUN_DIR), so two labs can coexist. PYTHON overrides the interpreter for the peers.
+# Interface names are fixed and live only inside the lab's namespaces (never in the root one).
+#
+#   ns <P>-cli                 ns <P>-lb (rvs runs here)             ns <P>-sw           ns <P>-srv1/2
+#   cli0 192.0.2.2/24  <-veth->  lb-cli   [DPDK net_af_packet]
+#        +192.0.2.10-17/24       lb-srv   [DPDK net_af_packet]  <-veth-> sw-lb  br0  sw-s1 <-veth-> eth0 198.51.100.11/24
+#                                                                          br0  sw-s2 <-veth-> eth0 198.51.100.12/24
+#   rvs answers ARP for 192.0.2.1 (client side), VIP 192.0.2.100, and 198.51.100.1 (server side,
+#   the servers' default gateway, so NAT replies come back through rvs). lb-cli/lb-srv carry no
+#   addresses. Every veth end has checksum offloads, SG, TSO, GSO and GRO off; IPv6 is disabled.
+#   Servers run scripts/lab/peer.py: TCP 8080, UDP 9000 (the VIP's ports are TCP 80, UDP 9000).
+#   Start rvs with e.g.:  ip netns exec rvs-lb rvs ... --vdev net_af_packet0,iface=lb-cli \
+#                                                     --vdev net_af_packet1,iface=lb-srv --no-pci
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+P=${RVS_LAB:-rvs}
+if [[ ! $P =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$ ]]; then
+    echo "lab.sh: bad RVS_LAB prefix '$P' (letters, digits, _ . -; at most 31 chars)" >&2
+    exit 2
+fi
+
+NS_LB=$P-lb
+NS_CLI=$P-cli
+NS_SW=$P-sw
+NS_SRV1=$P-srv1
+NS_SRV2=$P-srv2
+ALL_NS=("$NS_LB" "$NS_CLI" "$NS_SW" "$NS_SRV1" "$NS_SRV2")
+RUN_DIR=${RVS_LAB_RUN_DIR:-/tmp/rvs-lab-$P}
+
+IF_LB_CLI=lb-cli
+IF_LB_SRV=lb-srv
+IF_CLI=cli0
+IF_SW_LB=sw-lb
+IF_SW_S1=sw-s1
+IF_SW_S2=sw-s2
+IF_SRV=eth0
+BR=br0
+
+CLI_NET=192.0.2.0/24
+SRV_NET=198.51.100.0/24
+LB_CLI_IP=192.0.2.1
+LB_SRV_IP=198.51.100.1
+VIP=192.0.2.100
+CLI_IP=192.0.2.2
+CLI_SOURCES=(192.0.2.10 192.0.2.11 192.0.2.12 192.0.2.13 192.0.2.14 192.0.2.15 192.0.2.16 192.0.2.17)
+SRV1_IP=198.51.100.11
+SRV2_IP=198.51.100.12
+VIP_TCP_PORT=80
+VIP_UDP_PORT=9000
+SRV_TCP_PORT=8080
+SRV_UDP_PORT=9000
+
+if [[ -n ${PYTHON:-} ]]; then
+    PY=$PYTHON
+elif [[ -x /usr/bin/python3 ]]; then
+    PY=/usr/bin/python3
+else
+    PY=python3
+fi
+
+log() { echo "lab.sh[$P]: $*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+ns_exists() { [[ -e /run/netns/$1 ]]; }
+in_ns() {
+    local ns=$1
+    shift
+    ip netns exec "$ns" "$@"
+}
+join_by() {
+    local IFS=$1
+    shift
+    echo "$*"
+}
+mac_of() { # ns if -> MAC or empty
+    ns_exists "$1" || return 0
+    ip -n "$1" -o link show dev "$2" 2>/dev/null | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p'
+}
+
+# ---------------------------------------------------------------- down
+kill_pids() { # signal pid...
+    local sig=$1
+    shift
+    (($#)) || return 0
+    kill "-$sig" "$@" 2>/dev/null || true
+}
+
+lab_pids() { # every pid inside the lab's namespaces, plus the pid files
+    local ns f
+    for ns in "${ALL_NS[@]}"; do
+        if ns_exists "$ns"; then ip netns pids "$ns" 2>/dev/null || true; fi
+    done
+    if [[ -d $RUN_DIR ]]; then
+        for f in "$RUN_DIR"/*.pid; do
+            [[ -f $f ]] || continue
+            local pid
+            pid=$(cat "$f" 2>/dev/null || true)
+            [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+        done
+    fi
+    return 0
+}
+
+cmd_down() {
+    set +e
+    local pids i
+    mapfile -t pids < <(lab_pids | sort -un)
+    if ((${#pids[@]})); then
+        kill_pids TERM "${pids[@]}"
+        for i in $(seq 1 30); do
+            mapfile -t pids < <(lab_pids | sort -un)
+            ((${#pids[@]})) || break
+            sleep 0.1
+        done
+        if ((${#pids[@]})); then
+            log "killing stubborn processes: ${pids[*]}"
+            kill_pids KILL "${pids[@]}"
+            sleep 0.2
+        fi
+    fi
+    local ns
+    for ns in "${ALL_NS[@]}"; do
+        if ns_exists "$ns"; then
+            ip netns del "$ns" 2>/dev/null || log "warning: could not delete namespace $ns"
+        fi
+    done
+    rm -rf -- "$RUN_DIR"
+    set -e
+    local left=()
+    for ns in "${ALL_NS[@]}"; do ns_exists "$ns" && left+=("$ns"); done
+    ((${#left[@]} == 0)) || die "namespaces still present: ${left[*]}"
+    log "down"
+}
+
+# ---------------------------------------------------------------- up
+ns_sysctls() { # ns: IPv6 off (all, default), lo up
+    local ns=$1
+    in_ns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 \
+        2>/dev/null || true
+    ip -n "$ns" link set lo up
+}
+
+if_prepare() { # ns if: IPv6 off, offloads off (verified), up
+    local ns=$1 ifn=$2
+    in_ns "$ns" sysctl -qw "net.ipv6.conf.$ifn.disable_ipv6=1" 2>/dev/null || true
+    # Features a kernel lacks make ethtool complain; what matters is verified below.
+    in_ns "$ns" ethtool -K "$ifn" rx off tx off sg off tso off gso off gro off >/dev/null 2>&1 || true
+    local feats
+    feats=$(in_ns "$ns" ethtool -k "$ifn") || die "ethtool -k $ifn in $ns failed"
+    local f
+    for f in rx-checksumming tx-checksumming scatter-gather tcp-segmentation-offload \
+        generic-segmentation-offload generic-receive-offload; do
+        if grep -q "^$f: on" <<<"$feats"; then
+            die "$ns/$ifn: $f is still on after ethtool -K"
+        fi
+    done
+    ip -n "$ns" link set "$ifn" up
+}
+
+veth() { # nsA ifA nsB ifB
+    ip -n "$1" link add "$2" type veth peer name "$4" netns "$3"
+}
+
+start_peer() { # ns name
+    local ns=$1 name=$2
+    # setsid: own session, so the peer survives this shell and ignores its terminal.
+    # A simple command (not a function) in the background: $! is then the python process itself.
+    ip netns exec "$ns" setsid "$PY" "$HERE/lab/peer.py" --name "$name" \
+        --tcp-port "$SRV_TCP_PORT" --udp-port "$SRV_UDP_PORT" \
+        </dev/null >>"$RUN_DIR/peer-$name.log" 2>&1 &
+    echo $! >"$RUN_DIR/peer-$name.pid"
+}
+
+peer_listens() { # ns
+    in_ns "$1" ss -Hltn "sport = :$SRV_TCP_PORT" 2>/dev/null | grep -q . &&
+        in_ns "$1" ss -Hlun "sport = :$SRV_UDP_PORT" 2>/dev/null | grep -q .
+}
+
+cmd_up() {
+    ((EUID == 0)) || die "must run as root"
+    local t
+    for t in ip ethtool ss setsid; do command -v "$t" >/dev/null || die "$t not found (scripts/deps.sh)"; done
+    command -v "$PY" >/dev/null || die "python3 not found (scripts/deps.sh)"
+
+    cmd_down 2>/dev/null
+    mkdir -p "$RUN_DIR"
+
+    local ns
+    for ns in "${ALL_NS[@]}"; do
+        ip netns add "$ns"
+        ns_sysctls "$ns"
+    done
+    # rvs's namespace: the kernel there must never route or answer; DPDK owns the veths.
+    in_ns "$NS_LB" sysctl -qw net.ipv4.ip_forward=0
+
+    veth "$NS_LB" "$IF_LB_CLI" "$NS_CLI" "$IF_CLI"
+    veth "$NS_LB" "$IF_LB_SRV" "$NS_SW" "$IF_SW_LB"
+    veth "$NS_SW" "$IF_SW_S1" "$NS_SRV1" "$IF_SRV"
+    veth "$NS_SW" "$IF_SW_S2" "$NS_SRV2" "$IF_SRV"
+
+    # The switch: a plain learning bridge, no STP (ports forward at once), no addresses.
+    ip -n "$NS_SW" link add "$BR" type bridge stp_state 0 forward_delay 0 mcast_snooping 0
+    in_ns "$NS_SW" sysctl -qw "net.ipv6.conf.$BR.disable_ipv6=1" 2>/dev/null || true
+    local port
+    for port in "$IF_SW_LB" "$IF_SW_S1" "$IF_SW_S2"; do
+        ip -n "$NS_SW" link set "$port" master "$BR"
+        if_prepare "$NS_SW" "$port"
+    done
+    ip -n "$NS_SW" link set "$BR" up
+
+    if_prepare "$NS_LB" "$IF_LB_CLI"
+    if_prepare "$NS_LB" "$IF_LB_SRV"
+
+    if_prepare "$NS_CLI" "$IF_CLI"
+    ip -n "$NS_CLI" addr add "$CLI_IP/24" dev "$IF_CLI"
+    local a
+    for a in "${CLI_SOURCES[@]}"; do
+        ip -n "$NS_CLI" addr add "$a/24" dev "$IF_CLI"
+    done
+
+    local pair
+    for pair in "$NS_SRV1:$SRV1_IP" "$NS_SRV2:$SRV2_IP"; do
+        ns=${pair%%:*}
+        if_prepare "$ns" "$IF_SRV"
+        ip -n "$ns" addr add "${pair#*:}/24" dev "$IF_SRV"
+        ip -n "$ns" route add default via "$LB_SRV_IP" dev "$IF_SRV"
+    done
+
+    # The switch works before anything else depends on it.
+    if command -v ping >/dev/null; then
+        in_ns "$NS_SRV1" ping -q -c 1 -W 2 "$SRV2_IP" >/dev/null ||
+            die "srv1 cannot reach srv2 across $NS_SW/$BR"
+    fi
+
+    start_peer "$NS_SRV1" srv1
+    start_peer "$NS_SRV2" srv2
+    local i
+    for i in $(seq 1 100); do
+        if peer_listens "$NS_SRV1" && peer_listens "$NS_SRV2"; then
+            log "up: client $NS_CLI/$IF_CLI, rvs $NS_LB/{$IF_LB_CLI,$IF_LB_SRV}," \
+                "servers $NS_SRV1 $NS_SRV2 listening on tcp $SRV_TCP_PORT udp $SRV_UDP_PORT; run dir $RUN_DIR"
+            return 0
+        fi
+        sleep 0.1
+    done
+    tail -n 20 "$RUN_DIR"/peer-*.log >&2 || true
+    die "peers did not start listening within 10 s"
+}
+
+# ---------------------------------------------------------------- status
+cmd_status() {
+    local ns rc=0
+    for ns in "${ALL_NS[@]}"; do
+        if ! ns_exists "$ns"; then
+            echo "== $ns: absent"
+            rc=1
+            continue
+        fi
+        echo "== $ns"
+        ip -n "$ns" -br link | sed 's/^/   link /'
+        ip -n "$ns" -br -4 addr | sed 's/^/   addr /'
+        ip -n "$ns" -4 route | sed 's/^/   route /'
+        local ifn
+        for ifn in $(ip -n "$ns" -o link show type veth | sed -n 's/^[0-9]*: \([^@:]*\).*/\1/p'); do
+            local off
+            off=$(in_ns "$ns" ethtool -k "$ifn" 2>/dev/null |
+                grep -E '^(rx-checksumming|tx-checksumming|scatter-gather|tcp-segmentation-offload|generic-segmentation-offload|generic-receive-offload):' |
+                sed 's/: /=/; s/ \[fixed\]//' | tr '\n' ' ')
+            echo "   offload $ifn: $off"
+        done
+        local pids
+        pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
+        [[ -n $pids ]] && echo "   pids $pids"
+    done
+    local n
+    for n in 1 2; do
+        ns=$P-srv$n
+        if ns_exists "$ns" && peer_listens "$ns"; then
+            echo "peer srv$n: listening (tcp $SRV_TCP_PORT, udp $SRV_UDP_PORT)"
+        else
+            echo "peer srv$n: NOT listening"
+            rc=1
+        fi
+    done
+    echo "run dir: $RUN_DIR $([[ -d $RUN_DIR ]] && echo present || echo absent)"
+    return $rc
+}
+
+# ---------------------------------------------------------------- env
+cmd_env() {
+    local kv=(
+        RVS_LAB "$P"
+        LAB_RUN_DIR "$RUN_DIR"
+        LAB_NS_LB "$NS_LB"
+        LAB_NS_CLI "$NS_CLI"
+        LAB_NS_SW "$NS_SW"
+        LAB_NS_SRV1 "$NS_SRV1"
+        LAB_NS_SRV2 "$NS_SRV2"
+        LAB_IF_LB_CLI "$IF_LB_CLI"
+        LAB_IF_LB_SRV "$IF_LB_SRV"
+        LAB_IF_CLI "$IF_CLI"
+        LAB_IF_SRV "$IF_SRV"
+        LAB_IF_SW_LB "$IF_SW_LB"
+        LAB_IF_SW_S1 "$IF_SW_S1"
+        LAB_IF_SW_S2 "$IF_SW_S2"
+        LAB_BR "$BR"
+        LAB_CLI_NET "$CLI_NET"
+        LAB_SRV_NET "$SRV_NET"
+        LAB_VIP "$VIP"
+        LAB_LB_CLI_IP "$LB_CLI_IP"
+        LAB_LB_SRV_IP "$LB_SRV_IP"
+        LAB_CLI_IP "$CLI_IP"
+        LAB_CLI_SOURCES "$(join_by , "${CLI_SOURCES[@]}")"
+        LAB_SRV1_IP "$SRV1_IP"
+        LAB_SRV2_IP "$SRV2_IP"
+        LAB_SRV_IPS "$SRV1_IP,$SRV2_IP"
+        LAB_VIP_TCP_PORT "$VIP_TCP_PORT"
+        LAB_VIP_UDP_PORT "$VIP_UDP_PORT"
+        LAB_SRV_TCP_PORT "$SRV_TCP_PORT"
+        LAB_SRV_UDP_PORT "$SRV_UDP_PORT"
+        LAB_VDEV_CLI "net_af_packet0,iface=$IF_LB_CLI"
+        LAB_VDEV_SRV "net_af_packet1,iface=$IF_LB_SRV"
+        LAB_PEER "$HERE/lab/peer.py"
+        LAB_CLIENT "$HERE/lab/client.py"
+        LAB_PYTHON "$PY"
+        # MACs are empty while the lab is down.
+        LAB_LB_CLI_MAC "$(mac_of "$NS_LB" "$IF_LB_CLI" 2>/dev/null)"
+        LAB_LB_SRV_MAC "$(mac_of "$NS_LB" "$IF_LB_SRV" 2>/dev/null)"
+        LAB_CLI_MAC "$(mac_of "$NS_CLI" "$IF_CLI" 2>/dev/null)"
+        LAB_SRV1_MAC "$(mac_of "$NS_SRV1" "$IF_SRV" 2>/dev/null)"
+        LAB_SRV2_MAC "$(mac_of "$NS_SRV2" "$IF_SRV" 2>/dev/null)"
+    )
+    local i
+    for ((i = 0; i < ${#kv[@]}; i += 2)); do
+        local v=${kv[i + 1]}
+        # Plain KEY=value (easy to parse from any language); single quotes only if needed.
+        if [[ $v =~ ^[A-Za-z0-9_./:,=@%+-]*$ ]]; then
+            printf '%s=%s\n' "${kv[i]}" "$v"
+        else
+            printf "%s='%s'\n" "${kv[i]}" "${v//\'/\'\\\'\'}"
+        fi
+    done
+}
+
+# ---------------------------------------------------------------- selftest
+standin_off() {
+    set +e
+    if ns_exists "$NS_LB"; then
+        in_ns "$NS_LB" sysctl -qw net.ipv4.ip_forward=0
+        ip -n "$NS_LB" addr flush dev "$IF_LB_CLI" 2>/dev/null
+        ip -n "$NS_LB" addr flush dev "$IF_LB_SRV" 2>/dev/null
+        command -v nft >/dev/null && in_ns "$NS_LB" nft delete table ip rvs_lab_standin 2>/dev/null
+    fi
+    ns_exists "$NS_CLI" && ip -n "$NS_CLI" route del "$SRV_NET" via "$LB_CLI_IP" 2>/dev/null
+    set -e
+    return 0
+}
+
+cmd_selftest() {
+    ((EUID == 0)) || die "must run as root"
+    local ns
+    for ns in "${ALL_NS[@]}"; do ns_exists "$ns" || die "lab is not up ($ns missing): run lab.sh up"; done
+    { peer_listens "$NS_SRV1" && peer_listens "$NS_SRV2"; } || die "peers are not listening"
+    [[ -z $(ip netns pids "$NS_LB") ]] || die "something runs in $NS_LB (rvs?): not touching it"
+    trap standin_off EXIT
+    # The kernel stands in for rvs: addresses on the DPDK veths, forwarding on.
+    ip -n "$NS_LB" addr add "$LB_CLI_IP/24" dev "$IF_LB_CLI"
+    ip -n "$NS_LB" addr add "$VIP/24" dev "$IF_LB_CLI"
+    ip -n "$NS_LB" addr add "$LB_SRV_IP/24" dev "$IF_LB_SRV"
+    in_ns "$NS_LB" sysctl -qw net.ipv4.ip_forward=1
+    local out rc=0 runs=() map="{ 0 : $SRV1_IP, 1 : $SRV2_IP }"
+    if [[ -z ${SELFTEST_NO_NFT:-} ]] && command -v nft >/dev/null &&
+        in_ns "$NS_LB" nft -f - <<NFT; then
+table ip rvs_lab_standin {
+    chain pre {
+        type nat hook prerouting priority dstnat; policy accept;
+        ip daddr $VIP tcp dport $VIP_TCP_PORT counter dnat to numgen inc mod 2 map $map : $SRV_TCP_PORT
+        ip daddr $VIP udp dport $VIP_UDP_PORT counter dnat to numgen inc mod 2 map $map : $SRV_UDP_PORT
+    }
+}
+NFT
+        log "selftest: kernel NAT stand-in: nft DNAT $VIP tcp $VIP_TCP_PORT, udp $VIP_UDP_PORT -> both servers"
+        runs=("--vip $VIP --tcp-port $VIP_TCP_PORT --udp-port $VIP_UDP_PORT")
+    else
+        log "selftest: plain routing stand-in (no nft): the client talks to the servers' own addresses"
+        ip -n "$NS_CLI" route add "$SRV_NET" via "$LB_CLI_IP" dev "$IF_CLI"
+        runs=("--vip $SRV1_IP --tcp-port $SRV_TCP_PORT --udp-port $SRV_UDP_PORT --servers srv1"
+            "--vip $SRV2_IP --tcp-port $SRV_TCP_PORT --udp-port $SRV_UDP_PORT --servers srv2")
+    fi
+    local r
+    for r in "${runs[@]}"; do
+        # shellcheck disable=SC2086 # word splitting of $r is intended
+        out=$(in_ns "$NS_CLI" "$PY" "$HERE/lab/client.py" $r \
+            --count "${SELFTEST_COUNT:-200}" --sources "$(join_by , "${CLI_SOURCES[@]}")")
+        echo "$out"
+        "$PY" -c '
+import json, sys
+d = json.loads(sys.argv[1])
+ok = all(d[p]["failed"] == 0 and d[p]["ok"] > 0 for p in ("tcp", "udp"))
+sys.exit(0 if ok else 1)' "$out" || rc=1
+    done
+    standin_off
+    trap - EXIT
+    if ((rc == 0)); then log "selftest: OK"; else log "selftest: FAILED"; fi
+    return $rc
+}
+
+case ${1:-} in
+up) cmd_up ;;
+down) cmd_down ;;
+status) cmd_status ;;
+env) cmd_env ;;
+selftest) cmd_selftest ;;
+*)
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,25 @@
+//! A real server behind a virtual service.
+
+use std::net::Ipv4Addr;
+
+/// A real server as one worker sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dest {
+    /// Its address.
+    pub addr: Ipv4Addr,
+    /// Its port.
+    pub port: u16,
+    /// Scheduling weight; 0 means it takes no new connections (existing ones carry on).
+    pub weight: u32,
+    /// Global index (across all services), used for per-server counters.
+    pub index: u16,
+    /// Connections this worker tracks to it now.
+    pub active: u32,
+}
+
+impl Dest {
+    /// True when the server may be given new connections.
+    pub fn available(&self) -> bool {
+        self.weight > 0
+    }
+}

@@ -1,0 +1,542 @@
+//! The fast path of one worker, sans-IO: frame in, verdict out.
+//!
+//! ```text
+//! frame ─▶ Ethernet (untagged; ours or broadcast) ─┬─ ARP ─▶ learn sender; answer requests for
+//!                                                  │         our addresses and on-link VIPs
+//!                                                  └─ IPv4 (checked, checksum verified, padding
+//!                                                     trimmed, fragments dropped)
+//!      ├─ ICMP echo to our address or a VIP ─▶ reply in place
+//!      ├─ flow hit, original direction ─▶ DNAT to the server ─▶ route ─▶ neighbour ─▶ send
+//!      ├─ flow hit, reply direction    ─▶ SNAT back to the VIP ─▶ route ─▶ neighbour ─▶ send
+//!      └─ miss to a VIP ─▶ service ─▶ (TCP: SYN only) ─▶ scheduler ─▶ new flow ─▶ DNAT ...
+//! ```
+//!
+//! Every drop is counted under a [`DropReason`]; nothing here panics or allocates per packet
+//! (the neighbour queue and flow table grow within their configured bounds).
+//!
+//! Why fragments are dropped: only the first fragment carries the ports a flow is keyed on, and
+//! a reassembly buffer on the fast path would be a memory-exhaustion target. Clients behind a
+//! sane MTU do not fragment TCP; UDP services that rely on fragmentation are not supported yet.
+//!
+//! IPv4 options are forwarded untouched; 802.1Q-tagged frames are dropped (ports are untagged).
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use hashbrown::HashSet;
+
+use super::Io;
+use crate::config::{Config, Timeouts};
+use crate::flow::tcp_state::Seen;
+use crate::flow::{Conn, ConnId, Dir, FlowKey, FlowTable, InsertError, TcpState};
+use crate::lb::ServiceTable;
+use crate::neigh::{Neighbours, Resolve, Routes};
+use crate::packet::PacketBuf;
+use crate::stats::{Counter, DropReason, Layout, LbCounter, LocalBlock};
+use crate::time::Instant;
+use crate::wire::{
+    arp, arp_op, ethernet, ethertype, icmp_type, ipproto, ArpPacket, EthernetFrame, Icmpv4Packet, Ipv4Packet, MacAddr,
+    TcpPacket, UdpPacket,
+};
+use crate::xmit::nat::{self, End, RewriteError};
+
+const ETH_LEN: usize = 14;
+const ARP_FRAME_LEN: usize = ETH_LEN + arp::LEN;
+const MIN_FRAME: usize = 60;
+
+/// A port's identity as the pipeline needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortAddr {
+    /// The port's MAC address.
+    pub mac: MacAddr,
+    /// Our IPv4 address on it.
+    pub addr: Ipv4Addr,
+}
+
+/// What the L3/L4 parse of a datagram found.
+#[derive(Clone, Copy, Debug)]
+struct L4 {
+    key: FlowKey,
+    seen: Seen,
+    len: usize,
+}
+
+/// One worker's fast path.
+#[derive(Debug)]
+pub struct Pipeline<B> {
+    ports: Vec<PortAddr>,
+    routes: Routes,
+    /// (port, address) pairs we answer ARP for: interface addresses and on-link VIPs.
+    owned: HashSet<(u16, Ipv4Addr)>,
+    /// Every address of ours (interface addresses and VIPs), for ICMP echo.
+    local: HashSet<Ipv4Addr>,
+    neigh: Neighbours<B>,
+    services: ServiceTable,
+    flows: FlowTable,
+    timeouts: Timeouts,
+    expire_budget: usize,
+    layout: Layout,
+    counters: LocalBlock,
+    arp_scratch: Vec<(u16, Ipv4Addr)>,
+}
+
+impl<B: PacketBuf> Pipeline<B> {
+    /// A pipeline for a validated config; `ports[i]` is the MAC and address of config port `i`.
+    pub fn new(cfg: &Config, macs: &[MacAddr], now: Instant) -> Pipeline<B> {
+        let ports: Vec<PortAddr> = cfg
+            .ports
+            .iter()
+            .zip(macs.iter())
+            .map(|(p, mac)| PortAddr { mac: *mac, addr: p.address.addr })
+            .collect();
+        let routes = Routes::from_config(cfg);
+        let services = ServiceTable::from_config(cfg);
+        let mut owned = HashSet::new();
+        let mut local = HashSet::new();
+        for (i, p) in ports.iter().enumerate() {
+            owned.insert((i as u16, p.addr));
+            local.insert(p.addr);
+            for vip in services.vips() {
+                if routes.on_link(i as u16, vip) {
+                    owned.insert((i as u16, vip));
+                }
+            }
+        }
+        local.extend(services.vips());
+        let mut neigh = Neighbours::new(&cfg.arp);
+        for n in &cfg.neighbors {
+            if let Some(i) = cfg.ports.iter().position(|p| p.name == n.port) {
+                neigh.add_static(i as u16, n.ip, n.mac);
+            }
+        }
+        let layout = Layout { services: services.len(), servers: services.server_count() };
+        Pipeline {
+            ports,
+            routes,
+            owned,
+            local,
+            neigh,
+            flows: FlowTable::new(cfg.flows.capacity, now),
+            services,
+            timeouts: cfg.timeouts.clone(),
+            expire_budget: cfg.flows.expire_budget,
+            layout,
+            counters: LocalBlock::new(layout.len()),
+            arp_scratch: Vec::new(),
+        }
+    }
+
+    /// The counters (published by the poll loop).
+    pub fn counters(&self) -> &LocalBlock {
+        &self.counters
+    }
+
+    /// The counter layout.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The flow table (read-only, for reports and tests).
+    pub fn flows(&self) -> &FlowTable {
+        &self.flows
+    }
+
+    /// The services (read-only).
+    pub fn services(&self) -> &ServiceTable {
+        &self.services
+    }
+
+    /// Count frames the I/O layer sent.
+    pub fn count_tx(&mut self, packets: u64, bytes: u64) {
+        self.bump(Counter::TxPackets, packets);
+        self.bump(Counter::TxBytes, bytes);
+    }
+
+    /// Count frames dropped outside the pipeline (TX queue full, multi-segment mbufs).
+    pub fn count_drop(&mut self, reason: DropReason, n: u64) {
+        self.counters.add(Layout::drop(reason), n);
+    }
+
+    #[inline]
+    fn bump(&mut self, c: Counter, n: u64) {
+        self.counters.add(Layout::counter(c), n);
+    }
+
+    #[inline]
+    fn drop_buf(&mut self, io: &mut impl Io<B>, buf: B, reason: DropReason) {
+        self.counters.add(Layout::drop(reason), 1);
+        io.discard(buf);
+    }
+
+    /// Announce our addresses with gratuitous ARP (call once at start).
+    pub fn start(&mut self, io: &mut impl Io<B>) {
+        let mut owned: Vec<(u16, Ipv4Addr)> = self.owned.iter().copied().collect();
+        owned.sort();
+        for (port, ip) in owned {
+            if self.send_arp(io, port, arp_op::REQUEST, ip, MacAddr::BROADCAST, MacAddr::ZERO, ip) {
+                self.bump(Counter::GratuitousArpSent, 1);
+            }
+        }
+    }
+
+    /// Timers: flow expiry (bounded by the configured budget) and ARP retries.
+    pub fn poll(&mut self, now: Instant, io: &mut impl Io<B>) {
+        let services = &mut self.services;
+        let expired = self.flows.expire(now, self.expire_budget, |c| {
+            services.release(c.service, c.dest);
+        });
+        self.bump(Counter::FlowsExpired, expired as u64);
+        self.counters.set(Layout::counter(Counter::FlowsActive), self.flows.len() as u64);
+
+        let mut reqs = std::mem::take(&mut self.arp_scratch);
+        let mut unresolved = 0u64;
+        self.neigh.poll(now, &mut reqs, |b| {
+            unresolved += 1;
+            io.discard(b);
+        });
+        self.counters.add(Layout::drop(DropReason::NeighUnresolved), unresolved);
+        for (port, ip) in reqs.drain(..) {
+            self.arp_request(io, port, ip);
+        }
+        self.arp_scratch = reqs;
+    }
+
+    /// Handle one received frame.
+    pub fn process(&mut self, port: u16, buf: B, now: Instant, io: &mut impl Io<B>) {
+        self.bump(Counter::RxPackets, 1);
+        self.bump(Counter::RxBytes, buf.len() as u64);
+        let Some(me) = self.ports.get(usize::from(port)).copied() else {
+            return self.drop_buf(io, buf, DropReason::NoRoute);
+        };
+        let (etype, dst) = match EthernetFrame::new_checked(buf.data()) {
+            Ok(f) => {
+                if f.vlan_tci().is_some() {
+                    return self.drop_buf(io, buf, DropReason::Vlan);
+                }
+                (f.ethertype(), f.dst_addr())
+            }
+            Err(_) => return self.drop_buf(io, buf, DropReason::Truncated),
+        };
+        if dst != me.mac && !dst.is_broadcast() {
+            return self.drop_buf(io, buf, DropReason::OtherMac);
+        }
+        match etype {
+            ethertype::ARP => self.arp_in(port, me, buf, now, io),
+            ethertype::IPV4 if dst == me.mac => self.ipv4_in(port, buf, now, io),
+            _ => self.drop_buf(io, buf, DropReason::EtherType),
+        }
+    }
+
+    fn arp_in(&mut self, port: u16, me: PortAddr, mut buf: B, now: Instant, io: &mut impl Io<B>) {
+        let parsed = buf
+            .data()
+            .get(ETH_LEN..)
+            .and_then(|body| ArpPacket::new_checked(body).ok())
+            .map(|a| (a.operation(), a.sender_hw_addr(), a.sender_ip(), a.target_ip()));
+        let Some((op, sha, spa, tpa)) = parsed else {
+            return self.drop_buf(io, buf, DropReason::ArpIgnored);
+        };
+        let for_us = self.owned.contains(&(port, tpa));
+        if self.routes.on_link(port, spa) && !spa.is_unspecified() && spa != me.addr {
+            let waiting = self.neigh.learn(port, spa, sha, now, for_us);
+            if !waiting.is_empty() {
+                self.bump(Counter::NeighLearned, 1);
+            }
+            for b in waiting {
+                self.send_to(io, port, sha, b);
+            }
+        }
+        if op != arp_op::REQUEST || !for_us || spa == tpa {
+            // Replies were consumed by learning; gratuitous ARP and requests for others need
+            // nothing more.
+            if op == arp_op::REPLY || spa == tpa {
+                io.discard(buf);
+                return;
+            }
+            return self.drop_buf(io, buf, DropReason::ArpIgnored);
+        }
+        // Answer in place.
+        {
+            let data = buf.data_mut();
+            if let Some(body) = data.get_mut(ETH_LEN..) {
+                let _ = arp::emit(body, arp_op::REPLY, me.mac, tpa, sha, spa);
+            }
+        }
+        self.bump(Counter::ArpRepliesSent, 1);
+        self.send_to(io, port, sha, buf);
+    }
+
+    fn send_to(&mut self, io: &mut impl Io<B>, port: u16, dst: MacAddr, mut buf: B) {
+        let src = match self.ports.get(usize::from(port)) {
+            Some(p) => p.mac,
+            None => return self.drop_buf(io, buf, DropReason::NoRoute),
+        };
+        let mut f = EthernetFrame::new_unchecked(buf.data_mut());
+        f.set_dst_addr(dst);
+        f.set_src_addr(src);
+        io.send(port, buf);
+    }
+
+    fn arp_request(&mut self, io: &mut impl Io<B>, port: u16, target: Ipv4Addr) {
+        let Some(me) = self.ports.get(usize::from(port)).copied() else { return };
+        if self.send_arp(io, port, arp_op::REQUEST, me.addr, MacAddr::BROADCAST, MacAddr::ZERO, target) {
+            self.bump(Counter::ArpRequestsSent, 1);
+        }
+    }
+
+    /// Build and send an ARP frame from `port`. Returns false (and counts) when no buffer.
+    #[allow(clippy::too_many_arguments)]
+    fn send_arp(
+        &mut self,
+        io: &mut impl Io<B>,
+        port: u16,
+        op: u16,
+        sender_ip: Ipv4Addr,
+        eth_dst: MacAddr,
+        target_hw: MacAddr,
+        target_ip: Ipv4Addr,
+    ) -> bool {
+        let Some(me) = self.ports.get(usize::from(port)).copied() else { return false };
+        let Some(mut b) = io.alloc() else {
+            self.counters.add(Layout::drop(DropReason::NoBuffer), 1);
+            return false;
+        };
+        b.truncate(0);
+        if !b.append(MIN_FRAME) {
+            self.drop_buf(io, b, DropReason::NoBuffer);
+            return false;
+        }
+        let data = b.data_mut();
+        data.fill(0);
+        ethernet::emit_header(data, eth_dst, me.mac, ethertype::ARP);
+        if let Some(body) = data.get_mut(ETH_LEN..ARP_FRAME_LEN) {
+            let _ = arp::emit(body, op, me.mac, sender_ip, target_hw, target_ip);
+        }
+        io.send(port, b);
+        true
+    }
+
+    fn ipv4_in(&mut self, port: u16, mut buf: B, now: Instant, io: &mut impl Io<B>) {
+        let checked = match buf.data().get(ETH_LEN..).map(Ipv4Packet::new_checked) {
+            Some(Ok(ip)) => {
+                if !ip.verify_checksum() {
+                    Err(DropReason::BadIpChecksum)
+                } else {
+                    Ok((ip.total_len() as usize, ip.is_fragment(), ip.protocol(), ip.src_addr(), ip.dst_addr()))
+                }
+            }
+            Some(Err(crate::wire::Error::Truncated)) | None => Err(DropReason::Truncated),
+            Some(Err(_)) => Err(DropReason::BadIpHeader),
+        };
+        let (total, fragment, proto, src, dst) = match checked {
+            Ok(v) => v,
+            Err(r) => return self.drop_buf(io, buf, r),
+        };
+        // Ethernet pads short frames; the datagram ends at its total length.
+        buf.truncate(ETH_LEN + total);
+        if fragment {
+            return self.drop_buf(io, buf, DropReason::Fragment);
+        }
+        if proto == ipproto::ICMP {
+            return self.icmp_in(port, buf, dst, io);
+        }
+        if proto != ipproto::TCP && proto != ipproto::UDP {
+            let r = if self.local.contains(&dst) { DropReason::LocalUnhandled } else { DropReason::NoService };
+            return self.drop_buf(io, buf, r);
+        }
+        let l4 = match Self::parse_l4(buf.data(), proto, src, dst) {
+            Ok(l4) => l4,
+            Err(r) => return self.drop_buf(io, buf, r),
+        };
+        match self.flows.lookup(&l4.key) {
+            Some((id, Dir::Original)) => self.forward(id, Dir::Original, l4, buf, now, io),
+            Some((id, Dir::Reply)) => self.forward(id, Dir::Reply, l4, buf, now, io),
+            None if self.services.is_vip(dst) => self.new_flow(l4, buf, now, io),
+            None if self.local.contains(&dst) => self.drop_buf(io, buf, DropReason::LocalUnhandled),
+            None => self.drop_buf(io, buf, DropReason::NoService),
+        }
+    }
+
+    fn parse_l4(frame: &[u8], proto: u8, src: Ipv4Addr, dst: Ipv4Addr) -> Result<L4, DropReason> {
+        let ip = frame.get(ETH_LEN..).ok_or(DropReason::Truncated)?;
+        let ip = Ipv4Packet::new_checked(ip).map_err(|_| DropReason::BadIpHeader)?;
+        let seg = ip.payload();
+        let len = frame.len();
+        let (sport, dport, seen) = if proto == ipproto::TCP {
+            let t = TcpPacket::new_checked(seg).map_err(|e| match e {
+                crate::wire::Error::Truncated => DropReason::Truncated,
+                _ => DropReason::BadL4Header,
+            })?;
+            (t.src_port(), t.dst_port(), Seen { syn: t.syn(), ack: t.ack(), fin: t.fin(), rst: t.rst() })
+        } else {
+            let u = UdpPacket::new_checked(seg).map_err(|e| match e {
+                crate::wire::Error::Truncated => DropReason::Truncated,
+                _ => DropReason::BadL4Header,
+            })?;
+            (u.src_port(), u.dst_port(), Seen::default())
+        };
+        Ok(L4 { key: FlowKey { src, dst, sport, dport, proto }, seen, len })
+    }
+
+    fn timeout(&self, proto: u8, state: TcpState) -> Duration {
+        if proto == ipproto::TCP {
+            state.timeout(&self.timeouts)
+        } else {
+            Duration::from_secs(self.timeouts.udp)
+        }
+    }
+
+    fn new_flow(&mut self, l4: L4, buf: B, now: Instant, io: &mut impl Io<B>) {
+        let k = l4.key;
+        let Some(svc) = self.services.lookup(k.proto, k.dst, k.dport) else {
+            return self.drop_buf(io, buf, DropReason::NoService);
+        };
+        if k.proto == ipproto::TCP && !(l4.seen.syn && !l4.seen.ack && !l4.seen.rst) {
+            return self.drop_buf(io, buf, DropReason::NotSyn);
+        }
+        let Some((_, dest)) = self.services.schedule(svc, &k) else {
+            return self.drop_buf(io, buf, DropReason::NoServer);
+        };
+        let state = if k.proto == ipproto::TCP { TcpState::SynRecv } else { TcpState::Established };
+        let conn = Conn {
+            client: k.src,
+            vip: k.dst,
+            server: dest.addr,
+            cport: k.sport,
+            vport: k.dport,
+            sport: dest.port,
+            service: svc,
+            dest: dest.index,
+            proto: k.proto,
+            state,
+            expires: now + self.timeout(k.proto, state),
+            wheel_sec: 0,
+        };
+        let id = match self.flows.insert(conn) {
+            Ok(id) => id,
+            Err(e) => {
+                self.services.release(svc, dest.index);
+                let r = match e {
+                    InsertError::Full => DropReason::FlowTableFull,
+                    InsertError::Conflict => DropReason::FlowConflict,
+                };
+                return self.drop_buf(io, buf, r);
+            }
+        };
+        self.bump(Counter::FlowsCreated, 1);
+        self.counters.add(self.layout.service(usize::from(svc), LbCounter::Connections), 1);
+        self.counters.add(self.layout.server(usize::from(dest.index), LbCounter::Connections), 1);
+        // The SYN itself is the first packet of the new flow: it already moved the state.
+        self.forward_tracked(id, Dir::Original, l4, buf, now, io, false);
+    }
+
+    fn forward(&mut self, id: ConnId, dir: Dir, l4: L4, buf: B, now: Instant, io: &mut impl Io<B>) {
+        self.forward_tracked(id, dir, l4, buf, now, io, true);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_tracked(
+        &mut self,
+        id: ConnId,
+        dir: Dir,
+        l4: L4,
+        mut buf: B,
+        now: Instant,
+        io: &mut impl Io<B>,
+        track: bool,
+    ) {
+        let Some(c) = self.flows.get_mut(id) else {
+            return self.drop_buf(io, buf, DropReason::NoService);
+        };
+        if track && c.proto == ipproto::TCP {
+            c.state = c.state.next(dir, l4.seen);
+        }
+        let (state, proto, service, dest) = (c.state, c.proto, c.service, c.dest);
+        let (end, addr, port, to) = match dir {
+            Dir::Original => (End::Dst, c.server, c.sport, c.server),
+            Dir::Reply => (End::Src, c.vip, c.vport, c.client),
+        };
+        let expires = now + self.timeout(proto, state);
+        self.flows.set_expiry(id, expires);
+
+        let Some(ip) = buf.data_mut().get_mut(ETH_LEN..) else {
+            return self.drop_buf(io, buf, DropReason::Truncated);
+        };
+        match nat::rewrite(ip, end, addr, port) {
+            Ok(()) => {}
+            Err(RewriteError::TtlExceeded) => return self.drop_buf(io, buf, DropReason::TtlExceeded),
+            Err(RewriteError::Malformed) => return self.drop_buf(io, buf, DropReason::BadL4Header),
+        }
+        let bytes = l4.len as u64;
+        let (c_pkts, c_bytes, lb_pkts, lb_bytes) = match dir {
+            Dir::Original => (Counter::PacketsIn, bytes, LbCounter::PacketsIn, LbCounter::BytesIn),
+            Dir::Reply => (Counter::PacketsOut, bytes, LbCounter::PacketsOut, LbCounter::BytesOut),
+        };
+        self.bump(c_pkts, 1);
+        let (s, d) = (usize::from(service), usize::from(dest));
+        self.counters.add(self.layout.service(s, lb_pkts), 1);
+        self.counters.add(self.layout.service(s, lb_bytes), c_bytes);
+        self.counters.add(self.layout.server(d, lb_pkts), 1);
+        self.counters.add(self.layout.server(d, lb_bytes), c_bytes);
+        self.route_out(to, buf, now, io);
+    }
+
+    /// Route a rewritten frame towards `dst` and hand it to the neighbour layer.
+    fn route_out(&mut self, dst: Ipv4Addr, buf: B, now: Instant, io: &mut impl Io<B>) {
+        let Some((port, hop)) = self.routes.next_hop(dst) else {
+            return self.drop_buf(io, buf, DropReason::NoRoute);
+        };
+        match self.neigh.resolve(port, hop, buf, now) {
+            Resolve::Ready { mac, buf, refresh } => {
+                if refresh {
+                    self.arp_request(io, port, hop);
+                }
+                self.send_to(io, port, mac, buf);
+            }
+            Resolve::Queued { request } => {
+                if request {
+                    self.arp_request(io, port, hop);
+                }
+            }
+            Resolve::Dropped(b, r) => self.drop_buf(io, b, r),
+        }
+    }
+
+    fn icmp_in(&mut self, port: u16, mut buf: B, dst: Ipv4Addr, io: &mut impl Io<B>) {
+        if !self.local.contains(&dst) {
+            // ICMP errors about tracked flows are translated in a later stage; today they drop.
+            return self.drop_buf(io, buf, DropReason::IcmpUnhandled);
+        }
+        let is_echo = {
+            let Some(ip) = buf.data().get(ETH_LEN..).and_then(|d| Ipv4Packet::new_checked(d).ok()) else {
+                return self.drop_buf(io, buf, DropReason::BadIpHeader);
+            };
+            match Icmpv4Packet::new_checked(ip.payload()) {
+                Ok(icmp) => icmp.msg_type() == icmp_type::ECHO_REQUEST && icmp.verify_checksum(),
+                Err(_) => false,
+            }
+        };
+        if !is_echo {
+            return self.drop_buf(io, buf, DropReason::LocalUnhandled);
+        }
+        let src_mac = match EthernetFrame::new_checked(buf.data()) {
+            Ok(f) => f.src_addr(),
+            Err(_) => return self.drop_buf(io, buf, DropReason::Truncated),
+        };
+        if let Some(ipbytes) = buf.data_mut().get_mut(ETH_LEN..) {
+            let mut ip = Ipv4Packet::new_unchecked(ipbytes);
+            let (s, d) = (ip.src_addr(), ip.dst_addr());
+            ip.set_src_addr(d);
+            ip.set_dst_addr(s);
+            ip.set_ttl(64);
+            ip.fill_checksum();
+            let mut icmp = Icmpv4Packet::new_unchecked(ip.payload_mut());
+            icmp.set_msg_type(icmp_type::ECHO_REPLY);
+            icmp.set_code(0);
+            icmp.fill_checksum();
+        }
+        self.bump(Counter::IcmpEchoReplies, 1);
+        // Answer the frame's sender directly: the client itself on-link, else its router.
+        self.send_to(io, port, src_mac, buf);
+    }
+}
