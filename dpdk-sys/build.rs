@@ -154,8 +154,11 @@ fn main() {
         }
     };
     // net_ring is a PMD plugin, not in `pkg-config --libs libdpdk`, but rvs calls
-    // `rte_eth_from_rings` from it. (EAL also loads it as a plugin; same file, loaded once.)
+    // `rte_eth_from_rings` from it. (EAL also loads it as a plugin: the libdir entry is a symlink
+    // to the file in the plugin directory, so the dynamic loader maps it once.)
     println!("cargo:rustc-link-lib=rte_net_ring");
+    // Likewise the vdev bus driver, home of `rte_vdev_init` (creating vdevs at run time).
+    println!("cargo:rustc-link-lib=rte_bus_vdev");
     println!("cargo:rerun-if-changed=wrapper.h");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");

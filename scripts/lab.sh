@@ -11,7 +11,7 @@
 #                            run client.py through it, undo the stand-in; exit 1 on failures.
 #                            Refuses while anything runs in <P>-lb (rvs, tcpdump...).
 #
-# The root namespace of a dev machine may itself use 192.0.2.0/24 (its eth0): run lab traffic
+# The lab avoids 192.0.2.0/24, which a dev machine may use for its own eth0; still, run lab traffic
 # only inside the lab's namespaces (ip netns exec <P>-cli ...), never from the root namespace.
 # `down` kills every process inside the lab's namespaces, rvs included.
 #
@@ -20,10 +20,10 @@
 # Interface names are fixed and live only inside the lab's namespaces (never in the root one).
 #
 #   ns <P>-cli                 ns <P>-lb (rvs runs here)             ns <P>-sw           ns <P>-srv1/2
-#   cli0 192.0.2.2/24  <-veth->  lb-cli   [DPDK net_af_packet]
-#        +192.0.2.10-17/24       lb-srv   [DPDK net_af_packet]  <-veth-> sw-lb  br0  sw-s1 <-veth-> eth0 198.51.100.11/24
+#   cli0 203.0.113.2/24  <-veth->  lb-cli   [DPDK net_af_packet]
+#        +203.0.113.10-17/24       lb-srv   [DPDK net_af_packet]  <-veth-> sw-lb  br0  sw-s1 <-veth-> eth0 198.51.100.11/24
 #                                                                          br0  sw-s2 <-veth-> eth0 198.51.100.12/24
-#   rvs answers ARP for 192.0.2.1 (client side), VIP 192.0.2.100, and 198.51.100.1 (server side,
+#   rvs answers ARP for 203.0.113.1 (client side), VIP 203.0.113.100, and 198.51.100.1 (server side,
 #   the servers' default gateway, so NAT replies come back through rvs). lb-cli/lb-srv carry no
 #   addresses. Every veth end has checksum offloads, SG, TSO, GSO and GRO off; IPv6 is disabled.
 #   Servers run scripts/lab/peer.py: TCP 8080, UDP 9000 (the VIP's ports are TCP 80, UDP 9000).
@@ -55,13 +55,13 @@ IF_SW_S2=sw-s2
 IF_SRV=eth0
 BR=br0
 
-CLI_NET=192.0.2.0/24
+CLI_NET=203.0.113.0/24
 SRV_NET=198.51.100.0/24
-LB_CLI_IP=192.0.2.1
+LB_CLI_IP=203.0.113.1
 LB_SRV_IP=198.51.100.1
-VIP=192.0.2.100
-CLI_IP=192.0.2.2
-CLI_SOURCES=(192.0.2.10 192.0.2.11 192.0.2.12 192.0.2.13 192.0.2.14 192.0.2.15 192.0.2.16 192.0.2.17)
+VIP=203.0.113.100
+CLI_IP=203.0.113.2
+CLI_SOURCES=(203.0.113.10 203.0.113.11 203.0.113.12 203.0.113.13 203.0.113.14 203.0.113.15 203.0.113.16 203.0.113.17)
 SRV1_IP=198.51.100.11
 SRV2_IP=198.51.100.12
 VIP_TCP_PORT=80

@@ -36,7 +36,13 @@ impl fmt::Display for ConfigError {
         if self.field.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.message)
         } else {
-            write!(f, "{}: {}: {}", self.file.display(), self.field, self.message)
+            write!(
+                f,
+                "{}: {}: {}",
+                self.file.display(),
+                self.field,
+                self.message
+            )
         }
     }
 }
@@ -55,7 +61,9 @@ pub struct Ipv4Net {
 impl Ipv4Net {
     /// The netmask as an integer.
     pub fn mask(&self) -> u32 {
-        u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0)
+        u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0)
     }
     /// True when `ip` is inside this subnet.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
@@ -69,7 +77,9 @@ impl FromStr for Ipv4Net {
         let (a, p) = s
             .split_once('/')
             .ok_or_else(|| format!("`{s}` needs a prefix length, e.g. 192.0.2.1/24"))?;
-        let addr = a.parse::<Ipv4Addr>().map_err(|_| format!("`{a}` is not an IPv4 address"))?;
+        let addr = a
+            .parse::<Ipv4Addr>()
+            .map_err(|_| format!("`{a}` is not an IPv4 address"))?;
         let prefix = p
             .parse::<u8>()
             .ok()
@@ -94,8 +104,9 @@ impl fmt::Display for Ipv4Net {
 
 fn deserialize_mac<'de, D: serde::Deserializer<'de>>(d: D) -> Result<MacAddr, D::Error> {
     let s = String::deserialize(d)?;
-    s.parse::<MacAddr>()
-        .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a MAC address like 02:00:00:00:00:01")))
+    s.parse::<MacAddr>().map_err(|_| {
+        serde::de::Error::custom(format!("`{s}` is not a MAC address like 02:00:00:00:00:01"))
+    })
 }
 
 /// The whole file.
@@ -157,7 +168,11 @@ pub struct WorkersConfig {
 
 impl Default for WorkersConfig {
     fn default() -> Self {
-        WorkersConfig { count: 1, burst: default_burst(), mbufs: default_mbufs() }
+        WorkersConfig {
+            count: 1,
+            burst: default_burst(),
+            mbufs: default_mbufs(),
+        }
     }
 }
 
@@ -182,7 +197,9 @@ pub struct StatsConfig {
 
 impl Default for StatsConfig {
     fn default() -> Self {
-        StatsConfig { interval_secs: default_stats_interval() }
+        StatsConfig {
+            interval_secs: default_stats_interval(),
+        }
     }
 }
 
@@ -204,7 +221,10 @@ pub struct FlowsConfig {
 
 impl Default for FlowsConfig {
     fn default() -> Self {
-        FlowsConfig { capacity: default_flow_capacity(), expire_budget: default_expire_budget() }
+        FlowsConfig {
+            capacity: default_flow_capacity(),
+            expire_budget: default_expire_budget(),
+        }
     }
 }
 
@@ -501,8 +521,16 @@ fn default_weight() -> u32 {
 pub const MAX_WEIGHT: u32 = 65535;
 
 /// EAL options rvs owns: devices come from `[[port]]`.
-const DEVICE_OPTIONS: &[&str] =
-    &["--vdev", "-a", "--allow", "-b", "--block", "--pci-whitelist", "-w", "--pci-blacklist"];
+const DEVICE_OPTIONS: &[&str] = &[
+    "--vdev",
+    "-a",
+    "--allow",
+    "-b",
+    "--block",
+    "--pci-whitelist",
+    "-w",
+    "--pci-blacklist",
+];
 
 impl Config {
     /// Read, parse and validate a file.
@@ -546,28 +574,44 @@ impl Config {
         if self.workers.count != 1 {
             return Err(err(
                 "workers.count".into(),
-                format!("{} workers: this build runs exactly 1 worker (set count = 1)", self.workers.count),
+                format!(
+                    "{} workers: this build runs exactly 1 worker (set count = 1)",
+                    self.workers.count
+                ),
             ));
         }
         if !(1..=512).contains(&self.workers.burst) {
-            return Err(err("workers.burst".into(), "must be 1 to 512 (32 is usual)".into()));
+            return Err(err(
+                "workers.burst".into(),
+                "must be 1 to 512 (32 is usual)".into(),
+            ));
         }
         if self.workers.mbufs < 1024 {
             return Err(err("workers.mbufs".into(), "must be at least 1024".into()));
         }
         if self.flows.capacity == 0 || self.flows.capacity > (1 << 30) {
-            return Err(err("flows.capacity".into(), "must be 1 to 1073741824".into()));
+            return Err(err(
+                "flows.capacity".into(),
+                "must be 1 to 1073741824".into(),
+            ));
         }
         if self.flows.expire_budget == 0 {
-            return Err(err("flows.expire_budget".into(), "must be at least 1".into()));
+            return Err(err(
+                "flows.expire_budget".into(),
+                "must be at least 1".into(),
+            ));
         }
         if self.arp.retries == 0 || self.arp.retry_interval_ms == 0 {
-            return Err(err("arp".into(), "retries and retry_interval_ms must be at least 1".into()));
+            return Err(err(
+                "arp".into(),
+                "retries and retry_interval_ms must be at least 1".into(),
+            ));
         }
         if self.arp.queue_per_neighbor == 0 || self.arp.queue_total < self.arp.queue_per_neighbor {
             return Err(err(
                 "arp.queue_total".into(),
-                "queue_per_neighbor must be at least 1 and queue_total at least queue_per_neighbor".into(),
+                "queue_per_neighbor must be at least 1 and queue_total at least queue_per_neighbor"
+                    .into(),
             ));
         }
         let t = &self.timeouts;
@@ -583,7 +627,10 @@ impl Config {
             ("udp", t.udp),
         ] {
             if v == 0 || v > 7 * 24 * 3600 {
-                return Err(err(format!("timeouts.{name}"), "must be 1 to 604800 seconds".into()));
+                return Err(err(
+                    format!("timeouts.{name}"),
+                    "must be 1 to 604800 seconds".into(),
+                ));
             }
         }
 
@@ -595,9 +642,21 @@ impl Config {
         }
         let mut names = HashSet::new();
         for (i, p) in self.ports.iter().enumerate() {
-            let f = |k: &str| format!("port[{}].{k}", if p.name.is_empty() { i.to_string() } else { p.name.clone() });
+            let f = |k: &str| {
+                format!(
+                    "port[{}].{k}",
+                    if p.name.is_empty() {
+                        i.to_string()
+                    } else {
+                        p.name.clone()
+                    }
+                )
+            };
             if p.name.is_empty() || !names.insert(p.name.as_str()) {
-                return Err(err(f("name"), "port names must be non-empty and unique".into()));
+                return Err(err(
+                    f("name"),
+                    "port names must be non-empty and unique".into(),
+                ));
             }
             match (&p.vdev, &p.pci) {
                 (Some(_), Some(_)) | (None, None) => {
@@ -613,7 +672,10 @@ impl Config {
             }
             if let Some(gw) = p.gateway {
                 if !p.address.contains(gw) || gw == p.address.addr {
-                    return Err(err(f("gateway"), format!("{gw} is not another host inside {}", p.address)));
+                    return Err(err(
+                        f("gateway"),
+                        format!("{gw} is not another host inside {}", p.address),
+                    ));
                 }
             }
             if let Some(mtu) = p.mtu {
@@ -622,7 +684,10 @@ impl Config {
                 }
             }
             if p.rx_desc < 32 || p.tx_desc < 32 {
-                return Err(err(f("rx_desc"), "rx_desc and tx_desc must be at least 32".into()));
+                return Err(err(
+                    f("rx_desc"),
+                    "rx_desc and tx_desc must be at least 32".into(),
+                ));
             }
         }
         let devices: HashSet<&str> = self.ports.iter().map(|p| p.device_name()).collect();
@@ -632,34 +697,70 @@ impl Config {
 
         for (i, n) in self.neighbors.iter().enumerate() {
             let Some(p) = self.ports.iter().find(|p| p.name == n.port) else {
-                return Err(err(format!("neighbor[{i}].port"), format!("no port named `{}`", n.port)));
+                return Err(err(
+                    format!("neighbor[{i}].port"),
+                    format!("no port named `{}`", n.port),
+                ));
             };
             if !p.address.contains(n.ip) {
-                return Err(err(format!("neighbor[{i}].ip"), format!("{} is outside port {}'s subnet {}", n.ip, p.name, p.address)));
+                return Err(err(
+                    format!("neighbor[{i}].ip"),
+                    format!("{} is outside port {}'s subnet {}", n.ip, p.name, p.address),
+                ));
             }
             if !n.mac.is_unicast() {
-                return Err(err(format!("neighbor[{i}].mac"), "must be a unicast MAC address".into()));
+                return Err(err(
+                    format!("neighbor[{i}].mac"),
+                    "must be a unicast MAC address".into(),
+                ));
             }
         }
 
         let mut svc_names = HashSet::new();
         let mut svc_keys = HashSet::new();
         for (i, s) in self.services.iter().enumerate() {
-            let label = if s.name.is_empty() { i.to_string() } else { s.name.clone() };
+            let label = if s.name.is_empty() {
+                i.to_string()
+            } else {
+                s.name.clone()
+            };
             if s.name.is_empty() || !svc_names.insert(s.name.as_str()) {
-                return Err(err(format!("service[{label}].name"), "service names must be non-empty and unique".into()));
+                return Err(err(
+                    format!("service[{label}].name"),
+                    "service names must be non-empty and unique".into(),
+                ));
             }
             if !svc_keys.insert((s.protocol, s.vip, s.port)) {
-                return Err(err(format!("service[{label}]"), format!("another service already has {} {}:{}", s.protocol.name(), s.vip, s.port)));
+                return Err(err(
+                    format!("service[{label}]"),
+                    format!(
+                        "another service already has {} {}:{}",
+                        s.protocol.name(),
+                        s.vip,
+                        s.port
+                    ),
+                ));
             }
             if s.port == 0 {
-                return Err(err(format!("service[{label}].port"), "must be 1 to 65535".into()));
+                return Err(err(
+                    format!("service[{label}].port"),
+                    "must be 1 to 65535".into(),
+                ));
             }
             if !s.vip.is_unicast_like() {
-                return Err(err(format!("service[{label}].vip"), format!("{} is not a unicast address", s.vip)));
+                return Err(err(
+                    format!("service[{label}].vip"),
+                    format!("{} is not a unicast address", s.vip),
+                ));
             }
             if self.ports.iter().any(|p| p.address.addr == s.vip) {
-                return Err(err(format!("service[{label}].vip"), format!("{} is a port address; use another address for the VIP", s.vip)));
+                return Err(err(
+                    format!("service[{label}].vip"),
+                    format!(
+                        "{} is a port address; use another address for the VIP",
+                        s.vip
+                    ),
+                ));
             }
             for (j, srv) in s.servers.iter().enumerate() {
                 let f = |k: &str| format!("service[{label}].server[{j}].{k}");
@@ -670,16 +771,29 @@ impl Config {
                     return Err(err(f("port"), "must be 1 to 65535".into()));
                 }
                 if !self.routable(srv.address) {
-                    return Err(err(f("address"), format!("{}: no port's subnet contains it and no port has a gateway", srv.address)));
+                    return Err(err(
+                        f("address"),
+                        format!(
+                            "{}: no port's subnet contains it and no port has a gateway",
+                            srv.address
+                        ),
+                    ));
                 }
-                if self.ports.iter().any(|p| p.address.addr == srv.address) || srv.address == s.vip {
-                    return Err(err(f("address"), format!("{} is one of rvs's own addresses", srv.address)));
+                if self.ports.iter().any(|p| p.address.addr == srv.address) || srv.address == s.vip
+                {
+                    return Err(err(
+                        f("address"),
+                        format!("{} is one of rvs's own addresses", srv.address),
+                    ));
                 }
             }
             let mut seen = HashSet::new();
             for (j, srv) in s.servers.iter().enumerate() {
                 if !seen.insert((srv.address, srv.port.unwrap_or(s.port))) {
-                    return Err(err(format!("service[{label}].server[{j}]"), "the same address and port appear twice".into()));
+                    return Err(err(
+                        format!("service[{label}].server[{j}]"),
+                        "the same address and port appear twice".into(),
+                    ));
                 }
             }
         }
@@ -687,14 +801,15 @@ impl Config {
     }
 
     fn routable(&self, ip: Ipv4Addr) -> bool {
-        self.ports.iter().any(|p| p.address.contains(ip) || p.gateway.is_some())
+        self.ports
+            .iter()
+            .any(|p| p.address.contains(ip) || p.gateway.is_some())
     }
 
-    /// The full EAL argument vector: program name, the user's args, one device argument per
-    /// port, and `--no-pci` unless a port names a PCI address (which is then the allow-list).
+    /// The EAL options (no program name): the user's args, one device argument per port, and
+    /// `--no-pci` unless a port names a PCI address (which is then the allow-list).
     pub fn eal_args(&self) -> Vec<String> {
-        let mut args = vec!["rvs".to_string()];
-        args.extend(self.eal.args.iter().cloned());
+        let mut args = self.eal.args.clone();
         for p in &self.ports {
             if let Some(v) = &p.vdev {
                 args.push("--vdev".into());
@@ -713,10 +828,14 @@ impl Config {
     /// The multi-line summary `rvs check` prints.
     pub fn summary(&self) -> String {
         let mut s = String::new();
-        s.push_str(&format!("eal: {}\n", self.eal_args()[1..].join(" ")));
+        s.push_str(&format!("eal: {}\n", self.eal_args().join(" ")));
         s.push_str(&format!(
             "workers: {} (burst {}, {} mbufs); flows: {} per worker; stats every {} s\n",
-            self.workers.count, self.workers.burst, self.workers.mbufs, self.flows.capacity, self.stats.interval_secs
+            self.workers.count,
+            self.workers.burst,
+            self.workers.mbufs,
+            self.flows.capacity,
+            self.stats.interval_secs
         ));
         for p in &self.ports {
             s.push_str(&format!(
@@ -724,7 +843,9 @@ impl Config {
                 p.name,
                 p.vdev.as_deref().or(p.pci.as_deref()).unwrap_or("?"),
                 p.address,
-                p.gateway.map(|g| format!(" gateway {g}")).unwrap_or_default()
+                p.gateway
+                    .map(|g| format!(" gateway {g}"))
+                    .unwrap_or_default()
             ));
         }
         for n in &self.neighbors {
@@ -742,7 +863,12 @@ impl Config {
                 v.servers.len()
             ));
             for r in &v.servers {
-                s.push_str(&format!("  -> {}:{} weight {}\n", r.address, r.port.unwrap_or(v.port), r.weight));
+                s.push_str(&format!(
+                    "  -> {}:{} weight {}\n",
+                    r.address,
+                    r.port.unwrap_or(v.port),
+                    r.weight
+                ));
             }
         }
         s
@@ -812,8 +938,12 @@ port = 8080
         assert_eq!(c.ports[0].device_name(), "net_af_packet0");
         let args = c.eal_args();
         assert!(args.contains(&"--no-pci".to_string()));
-        assert!(args.windows(2).any(|w| w[0] == "--vdev" && w[1] == "net_af_packet1,iface=lb-srv"));
-        assert!(c.summary().contains("service web: tcp 192.0.2.100:80 wrr nat (2 servers)"));
+        assert!(args
+            .windows(2)
+            .any(|w| w[0] == "--vdev" && w[1] == "net_af_packet1,iface=lb-srv"));
+        assert!(c
+            .summary()
+            .contains("service web: tcp 192.0.2.100:80 wrr nat (2 servers)"));
     }
 
     fn refused(s: &str) -> ConfigError {
@@ -831,15 +961,45 @@ port = 8080
     #[test]
     fn bad_values_name_the_field() {
         let cases = [
-            (GOOD.replace("weight = 3", "weight = 70000"), "service[web].server[0].weight"),
-            (GOOD.replace("\"192.0.2.1/24\"", "\"192.0.2.1/33\""), "prefix"),
-            (GOOD.replace("ip = \"198.51.100.11\"", "ip = \"203.0.113.9\""), "neighbor[0].ip"),
-            (GOOD.replace("address = \"198.51.100.12\"", "address = \"203.0.113.12\""), "service[web].server[1].address"),
-            (GOOD.replace("\"-l\", \"0-1\",", "\"-l\", \"0-1\", \"--vdev\", \"net_null0\","), "eal.args[2]"),
-            (GOOD.replace("scheduler = \"wrr\"", "scheduler = \"fastest\""), "unknown variant"),
-            (GOOD.replace("vip = \"192.0.2.100\"", "vip = \"192.0.2.1\""), "service[web].vip"),
-            (GOOD.replace("name = \"server\"", "name = \"client\""), "port[client].name"),
-            (GOOD.replace("mac = \"02:00:00:00:00:11\"", "mac = \"zz\""), "MAC"),
+            (
+                GOOD.replace("weight = 3", "weight = 70000"),
+                "service[web].server[0].weight",
+            ),
+            (
+                GOOD.replace("\"192.0.2.1/24\"", "\"192.0.2.1/33\""),
+                "prefix",
+            ),
+            (
+                GOOD.replace("ip = \"198.51.100.11\"", "ip = \"203.0.113.9\""),
+                "neighbor[0].ip",
+            ),
+            (
+                GOOD.replace("address = \"198.51.100.12\"", "address = \"203.0.113.12\""),
+                "service[web].server[1].address",
+            ),
+            (
+                GOOD.replace(
+                    "\"-l\", \"0-1\",",
+                    "\"-l\", \"0-1\", \"--vdev\", \"net_null0\",",
+                ),
+                "eal.args[2]",
+            ),
+            (
+                GOOD.replace("scheduler = \"wrr\"", "scheduler = \"fastest\""),
+                "unknown variant",
+            ),
+            (
+                GOOD.replace("vip = \"192.0.2.100\"", "vip = \"192.0.2.1\""),
+                "service[web].vip",
+            ),
+            (
+                GOOD.replace("name = \"server\"", "name = \"client\""),
+                "port[client].name",
+            ),
+            (
+                GOOD.replace("mac = \"02:00:00:00:00:11\"", "mac = \"zz\""),
+                "MAC",
+            ),
             (format!("{GOOD}\n[workers]\ncount = 4\n"), "workers.count"),
         ];
         for (text, needle) in cases {
@@ -850,11 +1010,16 @@ port = 8080
 
     #[test]
     fn pci_port_uses_allow_list_not_no_pci() {
-        let text = GOOD.replace("vdev = \"net_af_packet0,iface=lb-cli\"", "pci = \"0000:03:00.0\"");
+        let text = GOOD.replace(
+            "vdev = \"net_af_packet0,iface=lb-cli\"",
+            "pci = \"0000:03:00.0\"",
+        );
         let c = parse(&text).unwrap();
         let args = c.eal_args();
         assert!(!args.contains(&"--no-pci".to_string()));
-        assert!(args.windows(2).any(|w| w[0] == "-a" && w[1] == "0000:03:00.0"));
+        assert!(args
+            .windows(2)
+            .any(|w| w[0] == "-a" && w[1] == "0000:03:00.0"));
         let both = text.replace("\"-l\", \"0-1\",", "\"-l\", \"0-1\", \"--no-pci\",");
         assert!(refused(&both).to_string().contains("port[client].pci"));
     }
@@ -865,6 +1030,8 @@ port = 8080
         assert!(n.contains(Ipv4Addr::new(192, 0, 2, 200)));
         assert!(!n.contains(Ipv4Addr::new(192, 0, 3, 1)));
         let h: Ipv4Net = "192.0.2.1/32".parse().unwrap();
-        assert!(h.contains(Ipv4Addr::new(192, 0, 2, 1)) && !h.contains(Ipv4Addr::new(192, 0, 2, 2)));
+        assert!(
+            h.contains(Ipv4Addr::new(192, 0, 2, 1)) && !h.contains(Ipv4Addr::new(192, 0, 2, 2))
+        );
     }
 }

@@ -79,8 +79,17 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
         )));
     }
     let pool = Arc::new(
-        Mempool::new("rvs_pkt", cfg.workers.mbufs, 256, MBUF_DATA_ROOM, dpdk::socket_id())
-            .map_err(ctx(format!("cannot create a pool of {} mbufs (workers.mbufs; reserve more hugepages or raise -m)", cfg.workers.mbufs)))?,
+        Mempool::new(
+            "rvs_pkt",
+            cfg.workers.mbufs,
+            256,
+            MBUF_DATA_ROOM,
+            dpdk::socket_id(),
+        )
+        .map_err(ctx(format!(
+            "cannot create a pool of {} mbufs (workers.mbufs; reserve more hugepages or raise -m)",
+            cfg.workers.mbufs
+        )))?,
     );
 
     let mut ports = Vec::new();
@@ -102,9 +111,13 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
             promiscuous: true,
             rss: false,
         };
-        let (port, mut rx, mut tx) = Port::start(id, &pc, &pool).map_err(ctx(format!("port {} ({dev})", p.name)))?;
+        let (port, mut rx, mut tx) =
+            Port::start(id, &pc, &pool).map_err(ctx(format!("port {} ({dev})", p.name)))?;
         let (Some(rx), Some(tx)) = (rx.pop(), tx.pop()) else {
-            return Err(RunError(format!("port {}: the device gave no queues", p.name)));
+            return Err(RunError(format!(
+                "port {}: the device gave no queues",
+                p.name
+            )));
         };
         let link = port.link();
         println!(
@@ -125,7 +138,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
 
     let hz = dpdk::tsc_hz().max(1);
     let t0 = dpdk::tsc();
-    let clock = move || Instant::from_nanos(((u128::from(dpdk::tsc().wrapping_sub(t0)) * 1_000_000_000) / u128::from(hz)) as u64);
+    let clock = move || {
+        Instant::from_nanos(
+            ((u128::from(dpdk::tsc().wrapping_sub(t0)) * 1_000_000_000) / u128::from(hz)) as u64,
+        )
+    };
 
     let pipeline: Pipeline<Mbuf> = Pipeline::new(cfg, &macs, clock());
     let layout = pipeline.layout();
@@ -140,7 +157,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
         burst: cfg.workers.burst,
     };
     let lcore = workers.first().copied().unwrap_or(0);
-    let handle = dpdk::launch(lcore, move || worker.run(clock)).map_err(ctx(format!("cannot start the worker on lcore {lcore}")))?;
+    let handle = dpdk::launch(lcore, move || worker.run(clock))
+        .map_err(ctx(format!("cannot start the worker on lcore {lcore}")))?;
     println!(
         "rvs: running {} service(s) on {} port(s), worker on lcore {lcore}; SIGINT or SIGTERM stops",
         cfg.services.len(),
@@ -155,7 +173,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
         std::thread::sleep(Duration::from_millis(50));
         if !interval.is_zero() && last.elapsed() >= interval {
             let now = snapshot(&shared, layout);
-            println!("{}", status_line(&now, &prev, last.elapsed(), started.elapsed()));
+            println!(
+                "{}",
+                status_line(&now, &prev, last.elapsed(), started.elapsed())
+            );
             if let Some(path) = &opts.stats_file {
                 write_stats_file(path, cfg, &now, &ports, started.elapsed(), false);
             }
@@ -194,10 +215,21 @@ struct WorkerCtx {
 
 impl WorkerCtx {
     fn run(self, clock: impl Fn() -> Instant) -> i32 {
-        let WorkerCtx { mut pipeline, mut rxqs, txqs, pool, shared, stop, burst } = self;
+        let WorkerCtx {
+            mut pipeline,
+            mut rxqs,
+            txqs,
+            pool,
+            shared,
+            stop,
+            burst,
+        } = self;
         let mut io = MbufIo {
             pool: &pool,
-            tx: txqs.into_iter().map(|q| (q, Vec::with_capacity(burst * 4))).collect(),
+            tx: txqs
+                .into_iter()
+                .map(|q| (q, Vec::with_capacity(burst * 4)))
+                .collect(),
             discard: Vec::with_capacity(burst * 2),
             burst,
         };
@@ -246,7 +278,11 @@ struct MbufIo<'a> {
 }
 
 impl MbufIo<'_> {
-    fn flush_port(tx: &mut (TxQueue, Vec<Mbuf>), discard: &mut Vec<Mbuf>, pipeline: &mut Pipeline<Mbuf>) {
+    fn flush_port(
+        tx: &mut (TxQueue, Vec<Mbuf>),
+        discard: &mut Vec<Mbuf>,
+        pipeline: &mut Pipeline<Mbuf>,
+    ) {
         let (q, pkts) = tx;
         if pkts.is_empty() {
             return;
@@ -337,12 +373,23 @@ pub fn status_line(now: &LocalBlock, prev: &LocalBlock, dt: Duration, up: Durati
 
 /// The multi-line report printed at exit.
 pub fn final_report(cfg: &Config, b: &LocalBlock, ports: &[Port]) -> String {
-    let layout = Layout { services: cfg.services.len(), servers: cfg.services.iter().map(|s| s.servers.len()).sum() };
+    let layout = Layout {
+        services: cfg.services.len(),
+        servers: cfg.services.iter().map(|s| s.servers.len()).sum(),
+    };
     let mut s = String::from("rvs: final counters\n");
     for c in Counter::ALL {
-        s.push_str(&format!("  {:<20} {}\n", c.name(), b.get(Layout::counter(*c))));
+        s.push_str(&format!(
+            "  {:<20} {}\n",
+            c.name(),
+            b.get(Layout::counter(*c))
+        ));
     }
-    s.push_str(&format!("  drops                {} [{}]\n", stats::total_drops(b), stats::drops_summary(b)));
+    s.push_str(&format!(
+        "  drops                {} [{}]\n",
+        stats::total_drops(b),
+        stats::drops_summary(b)
+    ));
     let mut server = 0;
     for (i, svc) in cfg.services.iter().enumerate() {
         let lb = |c: LbCounter| b.get(layout.service(i, c));
@@ -386,15 +433,31 @@ pub fn final_report(cfg: &Config, b: &LocalBlock, ports: &[Port]) -> String {
 }
 
 /// The counters as JSON: `{"counters": {...}, "drops": {...}, "services": [...], "ports": [...]}`.
-pub fn stats_json(cfg: &Config, b: &LocalBlock, ports: &[Port], uptime: Duration, last: bool) -> serde_json::Value {
+pub fn stats_json(
+    cfg: &Config,
+    b: &LocalBlock,
+    ports: &[Port],
+    uptime: Duration,
+    last: bool,
+) -> serde_json::Value {
     use serde_json::{json, Map, Value};
-    let layout = Layout { services: cfg.services.len(), servers: cfg.services.iter().map(|s| s.servers.len()).sum() };
-    let counters: Map<String, Value> =
-        Counter::ALL.iter().map(|c| (c.name().to_string(), json!(b.get(Layout::counter(*c))))).collect();
-    let drops: Map<String, Value> =
-        DropReason::ALL.iter().map(|r| (r.name().to_string(), json!(b.get(Layout::drop(*r))))).collect();
+    let layout = Layout {
+        services: cfg.services.len(),
+        servers: cfg.services.iter().map(|s| s.servers.len()).sum(),
+    };
+    let counters: Map<String, Value> = Counter::ALL
+        .iter()
+        .map(|c| (c.name().to_string(), json!(b.get(Layout::counter(*c)))))
+        .collect();
+    let drops: Map<String, Value> = DropReason::ALL
+        .iter()
+        .map(|r| (r.name().to_string(), json!(b.get(Layout::drop(*r)))))
+        .collect();
     let lbmap = |idx: &dyn Fn(LbCounter) -> usize| -> Map<String, Value> {
-        LbCounter::ALL.iter().map(|c| (c.name().to_string(), json!(b.get(idx(*c))))).collect()
+        LbCounter::ALL
+            .iter()
+            .map(|c| (c.name().to_string(), json!(b.get(idx(*c)))))
+            .collect()
     };
     let mut server = 0;
     let services: Vec<Value> = cfg
@@ -440,7 +503,14 @@ pub fn stats_json(cfg: &Config, b: &LocalBlock, ports: &[Port], uptime: Duration
            "services": services, "ports": ports})
 }
 
-fn write_stats_file(path: &Path, cfg: &Config, b: &LocalBlock, ports: &[Port], uptime: Duration, last: bool) {
+fn write_stats_file(
+    path: &Path,
+    cfg: &Config,
+    b: &LocalBlock,
+    ports: &[Port],
+    uptime: Duration,
+    last: bool,
+) {
     let v = stats_json(cfg, b, ports, uptime, last);
     let tmp = path.with_extension("tmp");
     let res = std::fs::write(&tmp, v.to_string()).and_then(|_| std::fs::rename(&tmp, path));

@@ -127,7 +127,9 @@ pub struct LocalBlock {
 impl LocalBlock {
     /// A block of `len` zeroed counters.
     pub fn new(len: usize) -> Self {
-        LocalBlock { values: vec![0; len] }
+        LocalBlock {
+            values: vec![0; len],
+        }
     }
     /// Add `n` to counter `i` (ignored when out of range: counting never panics).
     #[inline]
@@ -166,7 +168,9 @@ pub struct SharedBlock {
 impl SharedBlock {
     /// A block of `len` zeroed counters.
     pub fn new(len: usize) -> Self {
-        SharedBlock { values: (0..len).map(|_| AtomicU64::new(0)).collect() }
+        SharedBlock {
+            values: (0..len).map(|_| AtomicU64::new(0)).collect(),
+        }
     }
     /// Copy `local` in (relaxed stores; the owner is the only writer).
     pub fn publish(&self, local: &LocalBlock) {
@@ -215,16 +219,16 @@ impl Layout {
     }
     /// Index of a per-server counter (`server` numbers all servers of all services).
     pub const fn server(&self, server: usize, c: LbCounter) -> usize {
-        Counter::COUNT
-            + DropReason::COUNT
-            + (self.services + server) * LbCounter::COUNT
-            + c.index()
+        Counter::COUNT + DropReason::COUNT + (self.services + server) * LbCounter::COUNT + c.index()
     }
 }
 
 /// Sum of every drop counter in a block.
 pub fn total_drops(block: &LocalBlock) -> u64 {
-    DropReason::ALL.iter().map(|r| block.get(Layout::drop(*r))).sum()
+    DropReason::ALL
+        .iter()
+        .map(|r| block.get(Layout::drop(*r)))
+        .sum()
 }
 
 /// "reason=count" pairs of the non-zero drop counters, for status lines.
@@ -249,7 +253,10 @@ mod tests {
 
     #[test]
     fn layout_indices_are_disjoint_and_in_range() {
-        let l = Layout { services: 2, servers: 3 };
+        let l = Layout {
+            services: 2,
+            servers: 3,
+        };
         let mut seen = std::collections::HashSet::new();
         for c in Counter::ALL {
             assert!(seen.insert(Layout::counter(*c)));
@@ -273,7 +280,10 @@ mod tests {
 
     #[test]
     fn publish_and_accumulate_sum_workers() {
-        let l = Layout { services: 1, servers: 1 };
+        let l = Layout {
+            services: 1,
+            servers: 1,
+        };
         let mut a = LocalBlock::new(l.len());
         let mut b = LocalBlock::new(l.len());
         a.add(Layout::drop(DropReason::Fragment), 2);

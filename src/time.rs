@@ -66,7 +66,10 @@ mod tests {
         let t = Instant::from_secs(5);
         assert_eq!((t + Duration::from_millis(1500)).as_nanos(), 6_500_000_000);
         assert_eq!(t - Duration::from_secs(10), Instant::ZERO);
-        assert_eq!(Instant::from_secs(7).saturating_since(t), Duration::from_secs(2));
+        assert_eq!(
+            Instant::from_secs(7).saturating_since(t),
+            Duration::from_secs(2)
+        );
         assert_eq!(t.saturating_since(Instant::from_secs(7)), Duration::ZERO);
     }
 }

@@ -32,7 +32,9 @@ fn eal_args() -> Vec<String> {
 /// A recognisable Ethernet frame: broadcast dst, fixed src, type 0x88b5 (local experimental),
 /// then `i` and a pattern, `len` bytes in all.
 fn frame(i: u16, len: usize) -> Vec<u8> {
-    let mut f = vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 1, 0x88, 0xb5];
+    let mut f = vec![
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 1, 0x88, 0xb5,
+    ];
     f.extend_from_slice(&i.to_be_bytes());
     while f.len() < len {
         f.push((f.len() as u8) ^ (i as u8));
@@ -61,13 +63,25 @@ fn dpdk_layer_on_net_ring() {
 
     check_lcores();
 
-    let pool = Mempool::new("rvs_test_pool", 2047, 32, DEFAULT_DATA_ROOM, dpdk::socket_id())
-        .expect("mempool");
+    let pool = Mempool::new(
+        "rvs_test_pool",
+        2047,
+        32,
+        DEFAULT_DATA_ROOM,
+        dpdk::socket_id(),
+    )
+    .expect("mempool");
     assert_eq!(pool.size(), 2047);
     assert_eq!(pool.in_use(), 0);
     assert_eq!(pool.available(), 2047);
     // Same name twice is a DPDK error with a message.
-    let dup = Mempool::new("rvs_test_pool", 63, 0, DEFAULT_DATA_ROOM, dpdk::SOCKET_ID_ANY);
+    let dup = Mempool::new(
+        "rvs_test_pool",
+        63,
+        0,
+        DEFAULT_DATA_ROOM,
+        dpdk::SOCKET_ID_ANY,
+    );
     assert!(dup.is_err());
     assert!(Mempool::new("a_name_much_longer_than_dpdk_allows", 63, 0, 2176, -1).is_err());
 
@@ -153,7 +167,10 @@ fn check_mbuf_edits(pool: &Mempool) {
     m.data_mut()[3..].copy_from_slice(&[5, 6]);
     assert_eq!(m.data(), &[2, 3, 4, 5, 6]);
     assert!(!m.append(usize::from(m.tailroom()) + 1));
-    assert!(m.append(usize::from(m.tailroom())), "exactly the tailroom fits");
+    assert!(
+        m.append(usize::from(m.tailroom())),
+        "exactly the tailroom fits"
+    );
     assert_eq!(m.tailroom(), 0);
 
     // truncate: like rte_pktmbuf_trim; longer is a no-op.
@@ -236,13 +253,23 @@ fn check_port(pool: &Mempool) {
     let (port, mut rxq, mut txq) = Port::start(id, &cfg, pool).expect("start net_ring0");
     assert_eq!((rxq.len(), txq.len()), (1, 1));
     let (mut rx, mut tx) = (rxq.remove(0), txq.remove(0));
-    assert_eq!((rx.port(), rx.queue(), tx.port(), tx.queue()), (id, 0, id, 0));
+    assert_eq!(
+        (rx.port(), rx.queue(), tx.port(), tx.queue()),
+        (id, 0, id, 0)
+    );
     assert_eq!(port.id(), id);
     let info = port.info().clone();
     assert_eq!(info.driver, "net_ring");
     assert_eq!(info.name, "net_ring0");
     assert!(info.max_rx_queues >= 1 && info.max_tx_queues >= 1);
     assert!(!info.rss_enabled, "one rx queue: no RSS");
+    assert!(
+        info.mtu_set,
+        "net_ring cannot set an MTU, but 1500 is what it has"
+    );
+    assert!(info.warnings.is_empty(), "{:?}", info.warnings);
+    assert_eq!(info.mtu, 1500);
+    assert!(info.promiscuous);
     eprintln!("net_ring0: {info:?} mac {:02x?}", port.mac());
     let link = port.link();
     assert!(link.up, "{link:?}");
@@ -319,8 +346,31 @@ fn check_port(pool: &Mempool) {
         .iter()
         .any(|(n, v)| n == "rx_good_packets" && *v == 32 + sent as u64));
 
-    drop(rx);
-    drop(tx);
     drop(port);
+    assert_eq!(pool.in_use(), 0);
+
+    // Multi-queue with RSS asked for, on a device without RSS: started, RSS off, a warning.
+    let id1 = Port::attach_vdev("net_ring1", "").expect("attach net_ring1");
+    // (Closing net_ring0 released its port id, so net_ring1 may well get the same one.)
+    assert_eq!(Port::find("net_ring1").unwrap(), id1);
+    assert!(
+        Port::attach_vdev("net_ring1", "").is_err(),
+        "already exists"
+    );
+    let cfg = PortConfig {
+        rx_queues: 2,
+        tx_queues: 2,
+        ..PortConfig::default()
+    };
+    let (port1, rxq, txq) = Port::start(id1, &cfg, pool).expect("start net_ring1");
+    assert_eq!((rxq.len(), txq.len()), (2, 2));
+    assert_eq!(rxq[1].queue(), 1);
+    let info = port1.info();
+    assert_eq!((info.rx_queues, info.tx_queues), (2, 2));
+    assert!(!info.rss_enabled);
+    assert!(info.warnings.iter().any(|w| w.contains("RSS")), "{info:?}");
+    assert!(!info.mtu_set);
+    drop((rxq, txq));
+    drop(port1);
     assert_eq!(pool.in_use(), 0);
 }

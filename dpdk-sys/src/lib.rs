@@ -4,7 +4,12 @@
 //! compiles bindgen's C wrappers for DPDK's `static inline` functions (`rte_eth_rx_burst`,
 //! `rte_pktmbuf_alloc`, ...), which have no linkable symbol of their own. Use the safe layer in
 //! `rvs::dpdk` instead of calling these directly.
-#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
+#![allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case,
+    dead_code
+)]
 #![allow(clippy::all, clippy::pedantic, unsafe_op_in_unsafe_fn, rustdoc::all)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """client.py — traffic generator and checker for the rvs namespace lab (stdlib only).
 
-    client.py --vip 192.0.2.100 --tcp-port 80 --udp-port 9000 --count 200 \\
-              --sources 192.0.2.10,...,192.0.2.17 [--timeout 3] [--udp-retries 3] \\
+    client.py --vip 203.0.113.100 --tcp-port 80 --udp-port 9000 --count 200 \\
+              --sources 203.0.113.10,...,203.0.113.17 [--timeout 3] [--udp-retries 3] \\
               [--proto tcp|udp|both] [--servers srv1,srv2] [--concurrency 8]
 
 Run it inside the client namespace. It makes COUNT TCP connections, each from the next
@@ -161,12 +161,12 @@ def csv(text):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--vip", default="192.0.2.100")
+    ap.add_argument("--vip", default="203.0.113.100")
     ap.add_argument("--tcp-port", type=int, default=80)
     ap.add_argument("--udp-port", type=int, default=9000)
     ap.add_argument("--count", type=int, default=200, help="exchanges per protocol")
     ap.add_argument("--sources", type=csv,
-                    default=["192.0.2.%d" % n for n in range(10, 18)],
+                    default=["203.0.113.%d" % n for n in range(10, 18)],
                     help="comma-separated client source addresses, used round-robin")
     ap.add_argument("--timeout", type=float, default=3.0, help="seconds per exchange (per UDP try)")
     ap.add_argument("--udp-retries", type=int, default=3)

@@ -54,8 +54,9 @@ impl Eal {
             }
         }
         let argc = owned.len();
-        let argc_c = c_int::try_from(argc)
-            .map_err(|_| DpdkError::new("rte_eal_init: too many arguments", neg(dpdk_sys::E2BIG)))?;
+        let argc_c = c_int::try_from(argc).map_err(|_| {
+            DpdkError::new("rte_eal_init: too many arguments", neg(dpdk_sys::E2BIG))
+        })?;
         // Leaked for the life of the process (see the module doc); argv ends with NULL like C's.
         let argv: &'static mut [*mut c_char] = Box::leak(
             owned
@@ -77,11 +78,7 @@ impl Eal {
         // rte_eal_init returns how many arguments it consumed, program name excluded.
         let consumed = usize::try_from(parsed).unwrap_or(0);
         if consumed + 1 < argc {
-            let rest: Vec<&str> = args
-                .iter()
-                .skip(consumed)
-                .map(String::as_str)
-                .collect();
+            let rest: Vec<&str> = args.iter().skip(consumed).map(String::as_str).collect();
             // `eal` is dropped here, which cleans the EAL up again.
             return Err(DpdkError::new(
                 format!("rte_eal_init: unexpected arguments after the EAL options: {rest:?}"),

@@ -89,7 +89,10 @@ pub fn launch<F: FnOnce() -> i32 + Send + 'static>(lcore: u32, f: F) -> Result<L
     }
     if !worker_lcores().contains(&lcore) {
         return Err(DpdkError::new(
-            format!("{what}: not a worker lcore of this EAL (workers: {:?})", worker_lcores()),
+            format!(
+                "{what}: not a worker lcore of this EAL (workers: {:?})",
+                worker_lcores()
+            ),
             neg(dpdk_sys::EINVAL),
         ));
     }

@@ -114,13 +114,14 @@ impl Mbuf {
         true
     }
 
-    /// Adjust data_len and pkt_len by the same signed amount (callers checked the bounds).
+    /// Grow data_len and pkt_len by the same amount (callers checked the bounds).
     fn grow_len(&mut self, delta: u16) {
         let m = self.raw_mut();
         m.data_len = m.data_len.wrapping_add(delta);
         m.pkt_len = m.pkt_len.wrapping_add(u32::from(delta));
     }
 
+    /// Shrink data_len and pkt_len by the same amount (callers checked the bounds).
     fn shrink_len(&mut self, delta: u16) {
         let m = self.raw_mut();
         m.data_len = m.data_len.wrapping_sub(delta);

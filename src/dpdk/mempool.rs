@@ -48,9 +48,8 @@ impl Mempool {
                 neg(dpdk_sys::ENAMETOOLONG),
             ));
         }
-        let cname = CString::new(name).map_err(|_| {
-            DpdkError::new(format!("{what}: NUL in name"), neg(dpdk_sys::EINVAL))
-        })?;
+        let cname = CString::new(name)
+            .map_err(|_| DpdkError::new(format!("{what}: NUL in name"), neg(dpdk_sys::EINVAL)))?;
         // SAFETY: cname is a valid C string for the duration of the call; DPDK copies it.
         let p = unsafe {
             dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, data_room, socket)

@@ -225,6 +225,23 @@ impl Port {
         Ok(id)
     }
 
+    /// Create a virtual device at run time (like `--vdev name,args`), e.g.
+    /// `attach_vdev("net_ring1", "")` or `attach_vdev("net_af_packet0", "iface=veth0")`,
+    /// and return its port id.
+    pub fn attach_vdev(name: &str, args: &str) -> Result<u16> {
+        let what = format!("rte_vdev_init({name:?}, {args:?})");
+        let (Ok(cname), Ok(cargs)) = (CString::new(name), CString::new(args)) else {
+            return Err(DpdkError::new(
+                format!("{what}: NUL in argument"),
+                neg(dpdk_sys::EINVAL),
+            ));
+        };
+        // SAFETY: both are valid C strings for the duration of the call; DPDK copies them.
+        let rc = unsafe { dpdk_sys::rte_vdev_init(cname.as_ptr(), cargs.as_ptr()) };
+        check(rc, || what)?;
+        Port::find(name)
+    }
+
     /// Number of usable ports.
     pub fn count() -> u16 {
         // SAFETY: reads ethdev's port table.
@@ -233,6 +250,10 @@ impl Port {
 
     /// Configure and start `port_id` with `cfg`, receiving into `pool` (which must outlive the
     /// port). Returns the port and one handle per rx and tx queue, in queue order.
+    ///
+    /// Validation errors leave the device untouched. A failure while configuring leaves it
+    /// configured but not started (it can be started again); a failure after it started stops
+    /// and closes it.
     pub fn start(
         port_id: u16,
         cfg: &PortConfig,
@@ -286,8 +307,7 @@ impl Port {
                 conf.rx_adv_conf.rss_conf.rss_key = std::ptr::null_mut();
                 conf.rx_adv_conf.rss_conf.rss_hf = hf;
                 // Deliver the hash in the mbuf where the device can.
-                conf.rxmode.offloads |=
-                    dev.rx_offload_capa & dpdk_sys::RVS_ETH_RX_OFFLOAD_RSS_HASH;
+                conf.rxmode.offloads |= dev.rx_offload_capa & dpdk_sys::RVS_ETH_RX_OFFLOAD_RSS_HASH;
                 info.rss_enabled = true;
                 info.rss_hf = hf;
             }
@@ -337,9 +357,18 @@ impl Port {
             // SAFETY: plain ethdev control call on a configured port.
             let rc = unsafe { dpdk_sys::rte_eth_dev_set_mtu(port_id, mtu) };
             if is_unsupported(rc) {
-                info.warnings.push(format!(
-                    "{label}: the device cannot set its MTU (wanted {mtu}); left as is"
-                ));
+                let mut now = 0u16;
+                // SAFETY: `now` is a valid u16 to write to.
+                let got = unsafe { dpdk_sys::rte_eth_dev_get_mtu(port_id, &mut now) };
+                if got == 0 && now == mtu {
+                    // Already what we want: nothing to warn about.
+                    info.mtu_set = true;
+                } else {
+                    info.warnings.push(format!(
+                        "{label}: the device cannot set its MTU (wanted {mtu}, has {now}); \
+                         left as is"
+                    ));
+                }
             } else {
                 check(rc, || format!("rte_eth_dev_set_mtu({label}, {mtu})"))?;
                 info.mtu_set = true;
@@ -360,9 +389,9 @@ impl Port {
             // SAFETY: plain ethdev control call on a started port.
             let rc = unsafe { dpdk_sys::rte_eth_promiscuous_enable(port_id) };
             if is_unsupported(rc) {
-                port.info.warnings.push(format!(
-                    "{label}: the device has no promiscuous mode"
-                ));
+                port.info
+                    .warnings
+                    .push(format!("{label}: the device has no promiscuous mode"));
             } else {
                 check(rc, || format!("rte_eth_promiscuous_enable({label})"))?;
             }
@@ -613,7 +642,10 @@ mod tests {
         assert_eq!(rss_hash_types(0), 0);
         let all = rss_hash_types(u64::MAX);
         assert_ne!(all & dpdk_sys::RVS_ETH_RSS_TCP, 0);
-        assert_eq!(rss_hash_types(dpdk_sys::RVS_ETH_RSS_UDP), dpdk_sys::RVS_ETH_RSS_UDP);
+        assert_eq!(
+            rss_hash_types(dpdk_sys::RVS_ETH_RSS_UDP),
+            dpdk_sys::RVS_ETH_RSS_UDP
+        );
     }
 
     #[test]

@@ -45,10 +45,22 @@ pub struct Conn {
 impl Conn {
     /// Key of the client → VIP direction.
     pub fn original_key(&self) -> FlowKey {
-        FlowKey { src: self.client, dst: self.vip, sport: self.cport, dport: self.vport, proto: self.proto }
+        FlowKey {
+            src: self.client,
+            dst: self.vip,
+            sport: self.cport,
+            dport: self.vport,
+            proto: self.proto,
+        }
     }
     /// Key of the server → client direction (NAT: replies carry the client as destination).
     pub fn reply_key(&self) -> FlowKey {
-        FlowKey { src: self.server, dst: self.client, sport: self.sport, dport: self.cport, proto: self.proto }
+        FlowKey {
+            src: self.server,
+            dst: self.client,
+            sport: self.sport,
+            dport: self.cport,
+            proto: self.proto,
+        }
     }
 }

@@ -20,7 +20,13 @@ pub struct FlowKey {
 impl FlowKey {
     /// The key of the opposite direction.
     pub fn reversed(&self) -> FlowKey {
-        FlowKey { src: self.dst, dst: self.src, sport: self.dport, dport: self.sport, proto: self.proto }
+        FlowKey {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+            proto: self.proto,
+        }
     }
 }
 

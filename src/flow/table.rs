@@ -127,7 +127,9 @@ impl FlowTable {
     /// The connection behind `id`, mutable. Use [`FlowTable::set_expiry`] to change its expiry.
     #[inline]
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
-        self.slots.get_mut(id.0 as usize).and_then(|s| s.conn.as_mut())
+        self.slots
+            .get_mut(id.0 as usize)
+            .and_then(|s| s.conn.as_mut())
     }
 
     /// Add a connection whose `expires` is already set.
@@ -179,7 +181,9 @@ impl FlowTable {
     /// Set when `id` expires. Moving it later is free; moving it earlier files a new wheel entry.
     pub fn set_expiry(&mut self, id: ConnId, expires: Instant) {
         let sec = self.filing_sec(expires);
-        let Some(s) = self.slots.get_mut(id.0 as usize) else { return };
+        let Some(s) = self.slots.get_mut(id.0 as usize) else {
+            return;
+        };
         let gen = s.gen;
         let Some(c) = s.conn.as_mut() else { return };
         c.expires = expires;
@@ -202,7 +206,12 @@ impl FlowTable {
 
     /// Expire connections whose time has passed, examining at most `budget` wheel entries or
     /// empty seconds. Calls `on_expired` for each removed connection. Returns how many expired.
-    pub fn expire(&mut self, now: Instant, budget: usize, mut on_expired: impl FnMut(&Conn)) -> usize {
+    pub fn expire(
+        &mut self,
+        now: Instant,
+        budget: usize,
+        mut on_expired: impl FnMut(&Conn),
+    ) -> usize {
         let now_sec = sec_of(now);
         let mut budget = budget;
         let mut expired = 0;
@@ -221,7 +230,9 @@ impl FlowTable {
             while budget > 0 {
                 let Some(e) = bucket.pop() else { break };
                 budget -= 1;
-                let Some(s) = self.slots.get_mut(e.slot as usize) else { continue };
+                let Some(s) = self.slots.get_mut(e.slot as usize) else {
+                    continue;
+                };
                 if s.gen != e.gen {
                     continue; // the slot was reused since this entry was filed
                 }
@@ -235,7 +246,8 @@ impl FlowTable {
                         expired += 1;
                     }
                 } else {
-                    let sec = sec_of(c.expires).clamp(self.cursor + 1, self.cursor + WHEEL_SLOTS as u64 - 1);
+                    let sec = sec_of(c.expires)
+                        .clamp(self.cursor + 1, self.cursor + WHEEL_SLOTS as u64 - 1);
                     c.wheel_sec = sec as u32;
                     let gen = s.gen;
                     self.file(e.slot, gen, sec);
@@ -311,7 +323,10 @@ mod tests {
         let mut t = FlowTable::new(2, Instant::ZERO);
         t.insert(conn(1, Instant::from_secs(5))).unwrap();
         t.insert(conn(2, Instant::from_secs(5))).unwrap();
-        assert_eq!(t.insert(conn(3, Instant::from_secs(5))), Err(InsertError::Full));
+        assert_eq!(
+            t.insert(conn(3, Instant::from_secs(5))),
+            Err(InsertError::Full)
+        );
     }
 
     #[test]
@@ -370,7 +385,10 @@ mod tests {
         let mut now = Instant::ZERO;
         for round in 0..50u16 {
             for i in 0..20u16 {
-                let _ = t.insert(conn(round * 20 + i, now + Duration::from_secs(2 + u64::from(i % 3))));
+                let _ = t.insert(conn(
+                    round * 20 + i,
+                    now + Duration::from_secs(2 + u64::from(i % 3)),
+                ));
             }
             now = now + Duration::from_secs(1);
             t.expire(now, 64, |_| {});

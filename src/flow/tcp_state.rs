@@ -113,17 +113,31 @@ mod tests {
 
     #[test]
     fn rst_closes_from_any_state_and_syn_reopens() {
-        for s in [TcpState::SynRecv, TcpState::Established, TcpState::FinWait, TcpState::TimeWait] {
+        for s in [
+            TcpState::SynRecv,
+            TcpState::Established,
+            TcpState::FinWait,
+            TcpState::TimeWait,
+        ] {
             assert_eq!(s.next(Reply, f(false, false, false, true)), TcpState::Close);
         }
-        assert_eq!(TcpState::Close.next(Original, f(true, false, false, false)), TcpState::SynRecv);
-        assert_eq!(TcpState::Close.timeout(&Timeouts::default()), Duration::from_secs(10));
+        assert_eq!(
+            TcpState::Close.next(Original, f(true, false, false, false)),
+            TcpState::SynRecv
+        );
+        assert_eq!(
+            TcpState::Close.timeout(&Timeouts::default()),
+            Duration::from_secs(10)
+        );
     }
 
     #[test]
     fn server_closes_first() {
         let s = TcpState::Established.next(Reply, f(false, true, true, false));
         assert_eq!(s, TcpState::CloseWait);
-        assert_eq!(s.next(Original, f(false, true, true, false)), TcpState::TimeWait);
+        assert_eq!(
+            s.next(Original, f(false, true, true, false)),
+            TcpState::TimeWait
+        );
     }
 }

@@ -93,7 +93,14 @@ impl<B> Neighbours<B> {
 
     /// Add a static entry.
     pub fn add_static(&mut self, port: u16, ip: Ipv4Addr, mac: MacAddr) {
-        self.entries.insert((port, ip), Entry { mac: Some(mac), state: State::Static, queue: VecDeque::new() });
+        self.entries.insert(
+            (port, ip),
+            Entry {
+                mac: Some(mac),
+                state: State::Static,
+                queue: VecDeque::new(),
+            },
+        );
     }
 
     /// The MAC for `ip` on `port`, if known (static or learned, even if stale).
@@ -115,16 +122,39 @@ impl<B> Neighbours<B> {
         let retry_at = now + self.retry_interval;
         if let Some(e) = self.entries.get_mut(&(port, ip)) {
             match (&e.state, e.mac) {
-                (State::Static, Some(mac)) => return Resolve::Ready { mac, buf, refresh: false },
+                (State::Static, Some(mac)) => {
+                    return Resolve::Ready {
+                        mac,
+                        buf,
+                        refresh: false,
+                    }
+                }
                 (State::Reachable { until }, Some(mac)) => {
                     if *until > now {
-                        return Resolve::Ready { mac, buf, refresh: false };
+                        return Resolve::Ready {
+                            mac,
+                            buf,
+                            refresh: false,
+                        };
                     }
-                    e.state = State::Resolving { tries: 1, next: retry_at };
+                    e.state = State::Resolving {
+                        tries: 1,
+                        next: retry_at,
+                    };
                     self.due(retry_at);
-                    return Resolve::Ready { mac, buf, refresh: true };
+                    return Resolve::Ready {
+                        mac,
+                        buf,
+                        refresh: true,
+                    };
                 }
-                (State::Resolving { .. }, Some(mac)) => return Resolve::Ready { mac, buf, refresh: false },
+                (State::Resolving { .. }, Some(mac)) => {
+                    return Resolve::Ready {
+                        mac,
+                        buf,
+                        refresh: false,
+                    }
+                }
                 _ => {}
             }
             // Resolving without a MAC: hold the packet.
@@ -141,7 +171,17 @@ impl<B> Neighbours<B> {
         let mut queue = VecDeque::new();
         queue.push_back(buf);
         self.queued += 1;
-        self.entries.insert((port, ip), Entry { mac: None, state: State::Resolving { tries: 1, next: retry_at }, queue });
+        self.entries.insert(
+            (port, ip),
+            Entry {
+                mac: None,
+                state: State::Resolving {
+                    tries: 1,
+                    next: retry_at,
+                },
+                queue,
+            },
+        );
         self.due(retry_at);
         Resolve::Queued { request: true }
     }
@@ -149,7 +189,14 @@ impl<B> Neighbours<B> {
     /// Record that `ip` on `port` has `mac` (from an ARP request or reply). Entries are created
     /// only when `create` (the packet was addressed to us), otherwise only updated. Returns the
     /// packets that were waiting, to be sent to `mac` now.
-    pub fn learn(&mut self, port: u16, ip: Ipv4Addr, mac: MacAddr, now: Instant, create: bool) -> VecDeque<B> {
+    pub fn learn(
+        &mut self,
+        port: u16,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        now: Instant,
+        create: bool,
+    ) -> VecDeque<B> {
         let until = now + self.reachable;
         if !mac.is_unicast() {
             return VecDeque::new();
@@ -166,8 +213,14 @@ impl<B> Neighbours<B> {
             }
             None => {
                 if create && self.entries.len() < self.max_entries {
-                    self.entries
-                        .insert((port, ip), Entry { mac: Some(mac), state: State::Reachable { until }, queue: VecDeque::new() });
+                    self.entries.insert(
+                        (port, ip),
+                        Entry {
+                            mac: Some(mac),
+                            state: State::Reachable { until },
+                            queue: VecDeque::new(),
+                        },
+                    );
                 }
                 VecDeque::new()
             }
@@ -177,7 +230,12 @@ impl<B> Neighbours<B> {
     /// Retries that are due: push `(port, ip)` for each ARP request to send, and hand every
     /// packet of a resolution that ran out of retries to `drop` (reason
     /// [`DropReason::NeighUnresolved`]). Cheap when nothing is due.
-    pub fn poll(&mut self, now: Instant, requests: &mut Vec<(u16, Ipv4Addr)>, mut drop: impl FnMut(B)) {
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        requests: &mut Vec<(u16, Ipv4Addr)>,
+        mut drop: impl FnMut(B),
+    ) {
         match self.next_due {
             Some(t) if t <= now => {}
             _ => return,
@@ -234,14 +292,30 @@ mod tests {
     fn queue_then_learn_flushes_in_order() {
         let mut n = table();
         let t = Instant::from_secs(1);
-        assert!(matches!(n.resolve(1, IP, 7, t), Resolve::Queued { request: true }));
-        assert!(matches!(n.resolve(1, IP, 8, t), Resolve::Queued { request: false }));
-        assert!(matches!(n.resolve(1, IP, 9, t), Resolve::Dropped(9, DropReason::NeighQueueFull)));
+        assert!(matches!(
+            n.resolve(1, IP, 7, t),
+            Resolve::Queued { request: true }
+        ));
+        assert!(matches!(
+            n.resolve(1, IP, 8, t),
+            Resolve::Queued { request: false }
+        ));
+        assert!(matches!(
+            n.resolve(1, IP, 9, t),
+            Resolve::Dropped(9, DropReason::NeighQueueFull)
+        ));
         assert_eq!(n.queued(), 2);
         let out: Vec<u32> = n.learn(1, IP, MAC, t, false).into_iter().collect();
         assert_eq!(out, vec![7, 8]);
         assert_eq!(n.queued(), 0);
-        assert!(matches!(n.resolve(1, IP, 10, t), Resolve::Ready { mac: MAC, buf: 10, refresh: false }));
+        assert!(matches!(
+            n.resolve(1, IP, 10, t),
+            Resolve::Ready {
+                mac: MAC,
+                buf: 10,
+                refresh: false
+            }
+        ));
     }
 
     #[test]
@@ -251,7 +325,9 @@ mod tests {
         let mut reqs = vec![];
         let mut dropped = vec![];
         for s in 1..=3 {
-            n.poll(Instant::from_millis(s * 1000 + 1), &mut reqs, |b| dropped.push(b));
+            n.poll(Instant::from_millis(s * 1000 + 1), &mut reqs, |b| {
+                dropped.push(b)
+            });
         }
         assert_eq!(reqs, vec![(0, IP), (0, IP)]); // tries 2 and 3 (the first went with resolve)
         assert_eq!(dropped, vec![1]);
@@ -264,8 +340,14 @@ mod tests {
         let mut n = table();
         n.learn(0, IP, MAC, Instant::ZERO, true);
         let late = Instant::from_secs(301);
-        assert!(matches!(n.resolve(0, IP, 1, late), Resolve::Ready { refresh: true, .. }));
-        assert!(matches!(n.resolve(0, IP, 2, late), Resolve::Ready { refresh: false, .. }));
+        assert!(matches!(
+            n.resolve(0, IP, 1, late),
+            Resolve::Ready { refresh: true, .. }
+        ));
+        assert!(matches!(
+            n.resolve(0, IP, 2, late),
+            Resolve::Ready { refresh: false, .. }
+        ));
     }
 
     #[test]

@@ -13,7 +13,9 @@ pub struct Routes {
 impl Routes {
     /// From the config's ports, in port order (port index = position).
     pub fn from_config(cfg: &Config) -> Routes {
-        Routes { ports: cfg.ports.iter().map(|p| (p.address, p.gateway)).collect() }
+        Routes {
+            ports: cfg.ports.iter().map(|p| (p.address, p.gateway)).collect(),
+        }
     }
 
     /// The port and next hop for `dst`: the longest connected prefix that holds it, else the
@@ -28,12 +30,17 @@ impl Routes {
         if let Some((i, _)) = connected {
             return Some((i as u16, dst));
         }
-        self.ports.iter().enumerate().find_map(|(i, (_, gw))| gw.map(|g| (i as u16, g)))
+        self.ports
+            .iter()
+            .enumerate()
+            .find_map(|(i, (_, gw))| gw.map(|g| (i as u16, g)))
     }
 
     /// True when `ip` is inside port `port`'s subnet.
     pub fn on_link(&self, port: u16, ip: Ipv4Addr) -> bool {
-        self.ports.get(usize::from(port)).is_some_and(|(net, _)| net.contains(ip))
+        self.ports
+            .get(usize::from(port))
+            .is_some_and(|(net, _)| net.contains(ip))
     }
 
     /// Our address on `port`.
@@ -50,15 +57,32 @@ mod tests {
     fn connected_then_gateway() {
         let r = Routes {
             ports: vec![
-                ("192.0.2.1/24".parse().unwrap(), Some(Ipv4Addr::new(192, 0, 2, 254))),
+                (
+                    "192.0.2.1/24".parse().unwrap(),
+                    Some(Ipv4Addr::new(192, 0, 2, 254)),
+                ),
                 ("198.51.100.1/24".parse().unwrap(), None),
             ],
         };
-        assert_eq!(r.next_hop(Ipv4Addr::new(198, 51, 100, 7)), Some((1, Ipv4Addr::new(198, 51, 100, 7))));
-        assert_eq!(r.next_hop(Ipv4Addr::new(192, 0, 2, 9)), Some((0, Ipv4Addr::new(192, 0, 2, 9))));
-        assert_eq!(r.next_hop(Ipv4Addr::new(203, 0, 113, 5)), Some((0, Ipv4Addr::new(192, 0, 2, 254))));
-        assert!(r.on_link(1, Ipv4Addr::new(198, 51, 100, 200)) && !r.on_link(0, Ipv4Addr::new(198, 51, 100, 2)));
-        let none = Routes { ports: vec![("192.0.2.1/24".parse().unwrap(), None)] };
+        assert_eq!(
+            r.next_hop(Ipv4Addr::new(198, 51, 100, 7)),
+            Some((1, Ipv4Addr::new(198, 51, 100, 7)))
+        );
+        assert_eq!(
+            r.next_hop(Ipv4Addr::new(192, 0, 2, 9)),
+            Some((0, Ipv4Addr::new(192, 0, 2, 9)))
+        );
+        assert_eq!(
+            r.next_hop(Ipv4Addr::new(203, 0, 113, 5)),
+            Some((0, Ipv4Addr::new(192, 0, 2, 254)))
+        );
+        assert!(
+            r.on_link(1, Ipv4Addr::new(198, 51, 100, 200))
+                && !r.on_link(0, Ipv4Addr::new(198, 51, 100, 2))
+        );
+        let none = Routes {
+            ports: vec![("192.0.2.1/24".parse().unwrap(), None)],
+        };
         assert_eq!(none.next_hop(Ipv4Addr::new(203, 0, 113, 5)), None);
     }
 }

@@ -171,7 +171,10 @@ mod tests {
     fn parses_request() {
         let p = ArpPacket::new_checked(&REQUEST[..]).unwrap();
         assert_eq!(p.operation(), arp_op::REQUEST);
-        assert_eq!(p.sender_hw_addr(), MacAddr([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]));
+        assert_eq!(
+            p.sender_hw_addr(),
+            MacAddr([0x52, 0x54, 0x00, 0x12, 0x34, 0x56])
+        );
         assert_eq!(p.sender_ip(), Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(p.target_hw_addr(), MacAddr::ZERO);
         assert_eq!(p.target_ip(), Ipv4Addr::new(10, 0, 0, 2));
@@ -186,12 +189,21 @@ mod tests {
 
     #[test]
     fn rejects_short_and_foreign() {
-        assert_eq!(ArpPacket::new_checked(&[][..]).unwrap_err(), Error::Truncated);
-        assert_eq!(ArpPacket::new_checked(&REQUEST[..27]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            ArpPacket::new_checked(&[][..]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            ArpPacket::new_checked(&REQUEST[..27]).unwrap_err(),
+            Error::Truncated
+        );
         for (at, value) in [(1, 6u8), (2, 0x86), (4, 8), (5, 16)] {
             let mut b = REQUEST;
             b[at] = value;
-            assert_eq!(ArpPacket::new_checked(&b[..]).unwrap_err(), Error::Unsupported);
+            assert_eq!(
+                ArpPacket::new_checked(&b[..]).unwrap_err(),
+                Error::Unsupported
+            );
         }
     }
 

@@ -169,7 +169,10 @@ impl<T: AsRef<[u8]>> AsRef<[u8]> for EthernetFrame<T> {
 /// Writes nothing if `buf` is shorter than [`HEADER_LEN`]; callers size their buffers, so this is
 /// a programming error and is caught by a debug assertion.
 pub fn emit_header(buf: &mut [u8], dst: MacAddr, src: MacAddr, ethertype: u16) {
-    debug_assert!(buf.len() >= HEADER_LEN, "ethernet::emit_header: short buffer");
+    debug_assert!(
+        buf.len() >= HEADER_LEN,
+        "ethernet::emit_header: short buffer"
+    );
     if buf.len() < HEADER_LEN {
         return;
     }
@@ -224,8 +227,14 @@ mod tests {
 
     #[test]
     fn runts_and_truncated_tags() {
-        assert_eq!(EthernetFrame::new_checked(&[][..]).unwrap_err(), Error::Truncated);
-        assert_eq!(EthernetFrame::new_checked(&ARP_FRAME[..13]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            EthernetFrame::new_checked(&[][..]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            EthernetFrame::new_checked(&ARP_FRAME[..13]).unwrap_err(),
+            Error::Truncated
+        );
         assert!(EthernetFrame::new_checked(&ARP_FRAME[..14]).is_ok());
         for len in 14..18 {
             assert_eq!(
@@ -285,7 +294,10 @@ mod tests {
         let src = MacAddr([2, 0, 0, 0, 0, 1]);
         emit_header(&mut buf, dst, src, ethertype::IPV4);
         let f = EthernetFrame::new_checked(&buf[..]).unwrap();
-        assert_eq!((f.dst_addr(), f.src_addr(), f.ethertype()), (dst, src, ethertype::IPV4));
+        assert_eq!(
+            (f.dst_addr(), f.src_addr(), f.ethertype()),
+            (dst, src, ethertype::IPV4)
+        );
         assert_eq!(f.payload().len(), 6);
         let mut again = [0u8; 14];
         EthernetFrame::emit_header(&mut again, dst, src, ethertype::IPV4);

@@ -185,7 +185,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn message() -> Vec<u8> {
-        Ipv4Packet::new_checked(&PING[..]).unwrap().payload().to_vec()
+        Ipv4Packet::new_checked(&PING[..])
+            .unwrap()
+            .payload()
+            .to_vec()
     }
 
     #[test]
@@ -206,8 +209,14 @@ mod tests {
     #[test]
     fn truncated() {
         let m = message();
-        assert_eq!(Icmpv4Packet::new_checked(&[][..]).unwrap_err(), Error::Truncated);
-        assert_eq!(Icmpv4Packet::new_checked(&m[..7]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Icmpv4Packet::new_checked(&[][..]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            Icmpv4Packet::new_checked(&m[..7]).unwrap_err(),
+            Error::Truncated
+        );
         let p = Icmpv4Packet::new_checked(&m[..8]).unwrap();
         assert!(p.data().is_empty());
         let p = Icmpv4Packet::new_unchecked(&m[..3]);
@@ -262,7 +271,10 @@ mod tests {
         p.set_echo_seq(8);
         p.set_code(9);
         p.data_mut()[0] = 0xaa;
-        assert_eq!((p.echo_ident(), p.echo_seq(), p.code(), p.data()[0]), (7, 8, 9, 0xaa));
+        assert_eq!(
+            (p.echo_ident(), p.echo_seq(), p.code(), p.data()[0]),
+            (7, 8, 9, 0xaa)
+        );
         p.set_checksum(1);
         assert_eq!(p.checksum(), 1);
         assert!(!p.verify_checksum());

@@ -310,7 +310,10 @@ pub fn emit_header(
     ttl: u8,
     ident: u16,
 ) {
-    debug_assert!(buf.len() >= MIN_HEADER_LEN, "ipv4::emit_header: short buffer");
+    debug_assert!(
+        buf.len() >= MIN_HEADER_LEN,
+        "ipv4::emit_header: short buffer"
+    );
     let Some(header) = buf.get_mut(..MIN_HEADER_LEN) else {
         return;
     };
@@ -360,7 +363,10 @@ mod tests {
         let p = Ipv4Packet::new_checked(&WITH_OPTIONS[..]).unwrap();
         assert_eq!(p.header_len(), 24);
         assert_eq!(p.options(), &[0x94, 0x04, 0x00, 0x00]);
-        assert_eq!(p.payload(), &[0x22, 0x00, 0xfa, 0x01, 0x00, 0x00, 0x00, 0x01]);
+        assert_eq!(
+            p.payload(),
+            &[0x22, 0x00, 0xfa, 0x01, 0x00, 0x00, 0x00, 0x01]
+        );
         assert!(p.verify_checksum());
         assert!(!p.dont_frag());
     }
@@ -416,12 +422,18 @@ mod tests {
     fn quoted_header_may_be_cut() {
         // An ICMP error quotes the header plus 8 bytes of the original datagram.
         let quoted = &SYN[..28];
-        assert_eq!(Ipv4Packet::new_checked(quoted).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv4Packet::new_checked(quoted).unwrap_err(),
+            Error::Truncated
+        );
         let p = Ipv4Packet::new_checked_quoted(quoted).unwrap();
         assert_eq!(p.total_len(), 60);
         assert_eq!(p.payload(), &SYN[20..28]);
         assert!(p.verify_checksum());
-        assert_eq!(Ipv4Packet::new_checked_quoted(&SYN[..19]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv4Packet::new_checked_quoted(&SYN[..19]).unwrap_err(),
+            Error::Truncated
+        );
     }
 
     #[test]
@@ -469,7 +481,10 @@ mod tests {
         p.fill_checksum();
         assert!(p.verify_checksum());
         assert_eq!((p.src_addr(), p.dst_addr(), p.ttl()), (a, d, 7));
-        assert_eq!((p.ident(), p.protocol(), p.dscp_ecn()), (0xabcd, ipproto::UDP, 0xb8));
+        assert_eq!(
+            (p.ident(), p.protocol(), p.dscp_ecn()),
+            (0xabcd, ipproto::UDP, 0xb8)
+        );
         p.payload_mut()[0] = 0xee;
         assert_eq!(p.payload()[0], 0xee);
         p.set_total_len(40);
@@ -491,7 +506,11 @@ mod tests {
         let new = Ipv4Addr::new(10, 1, 2, 3);
         p.set_dst_addr(new);
         let c = checksum::update_addr(p.checksum(), old, new);
-        let c = checksum::update16(c, u16::from(p.ttl()) << 8 | 6, u16::from(p.ttl() - 1) << 8 | 6);
+        let c = checksum::update16(
+            c,
+            u16::from(p.ttl()) << 8 | 6,
+            u16::from(p.ttl() - 1) << 8 | 6,
+        );
         p.set_ttl(p.ttl() - 1);
         p.set_checksum(c);
         assert!(p.verify_checksum());
@@ -507,7 +526,10 @@ mod tests {
         emit_header(&mut buf, s, d, ipproto::IPIP, 8, 64, 99);
         let p = Ipv4Packet::new_checked(&buf[..]).unwrap();
         assert!(p.verify_checksum());
-        assert_eq!((p.src_addr(), p.dst_addr(), p.protocol()), (s, d, ipproto::IPIP));
+        assert_eq!(
+            (p.src_addr(), p.dst_addr(), p.protocol()),
+            (s, d, ipproto::IPIP)
+        );
         assert_eq!((p.total_len(), p.ttl(), p.ident()), (28, 64, 99));
         assert!(!p.dont_frag() && !p.is_fragment());
         assert_eq!(p.dscp_ecn(), 0);

@@ -14,7 +14,9 @@ use core::ops::{BitAnd, BitOr, BitOrAssign};
 use std::net::Ipv4Addr;
 
 use super::checksum;
-use super::{get_bytes, get_bytes_mut, get_u16, get_u32, get_u8, ipproto, set_u16, set_u32, set_u8};
+use super::{
+    get_bytes, get_bytes_mut, get_u16, get_u32, get_u8, ipproto, set_u16, set_u32, set_u8,
+};
 use super::{Error, Result, SeqNumber};
 
 mod field {
@@ -267,7 +269,8 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
     /// True when the checksum over the pseudo-header and the whole buffer is correct.
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-        self.compute_sum(src, dst).is_some_and(|s| checksum::fold(s) == 0xffff)
+        self.compute_sum(src, dst)
+            .is_some_and(|s| checksum::fold(s) == 0xffff)
     }
 
     fn compute_sum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> Option<u32> {
@@ -535,8 +538,9 @@ mod tests {
         assert!(t.verify_checksum(src, dst));
         assert!(!t.verify_checksum(src, Ipv4Addr::new(10, 0, 0, 101)));
 
-        let opts: Vec<(usize, u8, usize)> =
-            tcp_options(t.options()).map(|o| (o.offset, o.kind, o.data.len())).collect();
+        let opts: Vec<(usize, u8, usize)> = tcp_options(t.options())
+            .map(|o| (o.offset, o.kind, o.data.len()))
+            .collect();
         assert_eq!(
             opts,
             [
@@ -563,8 +567,16 @@ mod tests {
         assert_eq!(
             blocks.as_slice(),
             &[
-                SackBlock { offset: 4, left: SeqNumber(0xffff_ff00), right: SeqNumber(0x100) },
-                SackBlock { offset: 12, left: SeqNumber(0x200), right: SeqNumber(0x300) },
+                SackBlock {
+                    offset: 4,
+                    left: SeqNumber(0xffff_ff00),
+                    right: SeqNumber(0x100)
+                },
+                SackBlock {
+                    offset: 12,
+                    left: SeqNumber(0x200),
+                    right: SeqNumber(0x300)
+                },
             ]
         );
         // The block straddling the wrap is still ordered.
@@ -619,7 +631,11 @@ mod tests {
     fn malformed_options_never_panic() {
         // Zero length, length 1, length past the end, missing length byte.
         for bad in [&[2u8, 0, 5, 0][..], &[2, 1], &[1, 1, 8, 10, 0], &[1, 5]] {
-            assert_eq!(tcp_options(bad).filter(|o| o.kind != 1).count(), 0, "{bad:?}");
+            assert_eq!(
+                tcp_options(bad).filter(|o| o.kind != 1).count(),
+                0,
+                "{bad:?}"
+            );
             assert!(sack_blocks(bad).is_empty());
         }
         // Good options before a bad one are kept; EOL stops the walk.
@@ -656,7 +672,10 @@ mod tests {
         t.fill_checksum(src, dst);
         assert!(t.verify_checksum(src, dst));
         assert_eq!((t.src_port(), t.dst_port()), (1, 2));
-        assert_eq!((t.seq_number(), t.ack_number()), (SeqNumber(3), SeqNumber(4)));
+        assert_eq!(
+            (t.seq_number(), t.ack_number()),
+            (SeqNumber(3), SeqNumber(4))
+        );
         assert!(t.syn() && t.ack());
         assert_eq!((t.window(), t.urgent()), (5, 6));
         assert_eq!(t.options()[0], option_kind::NOP);
@@ -681,7 +700,10 @@ mod tests {
         f.remove(TcpFlags::SYN);
         assert_eq!(f, TcpFlags::ACK);
         assert_eq!((f & TcpFlags::ACK).bits(), 0x10);
-        assert_eq!(format!("{:?}", TcpFlags(0xff)), "TcpFlags(FIN|SYN|RST|PSH|ACK|URG|ECE|CWR)");
+        assert_eq!(
+            format!("{:?}", TcpFlags(0xff)),
+            "TcpFlags(FIN|SYN|RST|PSH|ACK|URG|ECE|CWR)"
+        );
     }
 
     #[test]

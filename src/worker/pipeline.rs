@@ -35,8 +35,8 @@ use crate::packet::PacketBuf;
 use crate::stats::{Counter, DropReason, Layout, LbCounter, LocalBlock};
 use crate::time::Instant;
 use crate::wire::{
-    arp, arp_op, ethernet, ethertype, icmp_type, ipproto, ArpPacket, EthernetFrame, Icmpv4Packet, Ipv4Packet, MacAddr,
-    TcpPacket, UdpPacket,
+    arp, arp_op, ethernet, ethertype, icmp_type, ipproto, ArpPacket, EthernetFrame, Icmpv4Packet,
+    Ipv4Packet, MacAddr, TcpPacket, UdpPacket,
 };
 use crate::xmit::nat::{self, End, RewriteError};
 
@@ -87,7 +87,10 @@ impl<B: PacketBuf> Pipeline<B> {
             .ports
             .iter()
             .zip(macs.iter())
-            .map(|(p, mac)| PortAddr { mac: *mac, addr: p.address.addr })
+            .map(|(p, mac)| PortAddr {
+                mac: *mac,
+                addr: p.address.addr,
+            })
             .collect();
         let routes = Routes::from_config(cfg);
         let services = ServiceTable::from_config(cfg);
@@ -109,7 +112,10 @@ impl<B: PacketBuf> Pipeline<B> {
                 neigh.add_static(i as u16, n.ip, n.mac);
             }
         }
-        let layout = Layout { services: services.len(), servers: services.server_count() };
+        let layout = Layout {
+            services: services.len(),
+            servers: services.server_count(),
+        };
         Pipeline {
             ports,
             routes,
@@ -173,7 +179,15 @@ impl<B: PacketBuf> Pipeline<B> {
         let mut owned: Vec<(u16, Ipv4Addr)> = self.owned.iter().copied().collect();
         owned.sort();
         for (port, ip) in owned {
-            if self.send_arp(io, port, arp_op::REQUEST, ip, MacAddr::BROADCAST, MacAddr::ZERO, ip) {
+            if self.send_arp(
+                io,
+                port,
+                arp_op::REQUEST,
+                ip,
+                MacAddr::BROADCAST,
+                MacAddr::ZERO,
+                ip,
+            ) {
                 self.bump(Counter::GratuitousArpSent, 1);
             }
         }
@@ -186,7 +200,10 @@ impl<B: PacketBuf> Pipeline<B> {
             services.release(c.service, c.dest);
         });
         self.bump(Counter::FlowsExpired, expired as u64);
-        self.counters.set(Layout::counter(Counter::FlowsActive), self.flows.len() as u64);
+        self.counters.set(
+            Layout::counter(Counter::FlowsActive),
+            self.flows.len() as u64,
+        );
 
         let mut reqs = std::mem::take(&mut self.arp_scratch);
         let mut unresolved = 0u64;
@@ -194,7 +211,8 @@ impl<B: PacketBuf> Pipeline<B> {
             unresolved += 1;
             io.discard(b);
         });
-        self.counters.add(Layout::drop(DropReason::NeighUnresolved), unresolved);
+        self.counters
+            .add(Layout::drop(DropReason::NeighUnresolved), unresolved);
         for (port, ip) in reqs.drain(..) {
             self.arp_request(io, port, ip);
         }
@@ -232,7 +250,14 @@ impl<B: PacketBuf> Pipeline<B> {
             .data()
             .get(ETH_LEN..)
             .and_then(|body| ArpPacket::new_checked(body).ok())
-            .map(|a| (a.operation(), a.sender_hw_addr(), a.sender_ip(), a.target_ip()));
+            .map(|a| {
+                (
+                    a.operation(),
+                    a.sender_hw_addr(),
+                    a.sender_ip(),
+                    a.target_ip(),
+                )
+            });
         let Some((op, sha, spa, tpa)) = parsed else {
             return self.drop_buf(io, buf, DropReason::ArpIgnored);
         };
@@ -278,8 +303,18 @@ impl<B: PacketBuf> Pipeline<B> {
     }
 
     fn arp_request(&mut self, io: &mut impl Io<B>, port: u16, target: Ipv4Addr) {
-        let Some(me) = self.ports.get(usize::from(port)).copied() else { return };
-        if self.send_arp(io, port, arp_op::REQUEST, me.addr, MacAddr::BROADCAST, MacAddr::ZERO, target) {
+        let Some(me) = self.ports.get(usize::from(port)).copied() else {
+            return;
+        };
+        if self.send_arp(
+            io,
+            port,
+            arp_op::REQUEST,
+            me.addr,
+            MacAddr::BROADCAST,
+            MacAddr::ZERO,
+            target,
+        ) {
             self.bump(Counter::ArpRequestsSent, 1);
         }
     }
@@ -296,7 +331,9 @@ impl<B: PacketBuf> Pipeline<B> {
         target_hw: MacAddr,
         target_ip: Ipv4Addr,
     ) -> bool {
-        let Some(me) = self.ports.get(usize::from(port)).copied() else { return false };
+        let Some(me) = self.ports.get(usize::from(port)).copied() else {
+            return false;
+        };
         let Some(mut b) = io.alloc() else {
             self.counters.add(Layout::drop(DropReason::NoBuffer), 1);
             return false;
@@ -322,7 +359,13 @@ impl<B: PacketBuf> Pipeline<B> {
                 if !ip.verify_checksum() {
                     Err(DropReason::BadIpChecksum)
                 } else {
-                    Ok((ip.total_len() as usize, ip.is_fragment(), ip.protocol(), ip.src_addr(), ip.dst_addr()))
+                    Ok((
+                        ip.total_len() as usize,
+                        ip.is_fragment(),
+                        ip.protocol(),
+                        ip.src_addr(),
+                        ip.dst_addr(),
+                    ))
                 }
             }
             Some(Err(crate::wire::Error::Truncated)) | None => Err(DropReason::Truncated),
@@ -341,7 +384,11 @@ impl<B: PacketBuf> Pipeline<B> {
             return self.icmp_in(port, buf, dst, io);
         }
         if proto != ipproto::TCP && proto != ipproto::UDP {
-            let r = if self.local.contains(&dst) { DropReason::LocalUnhandled } else { DropReason::NoService };
+            let r = if self.local.contains(&dst) {
+                DropReason::LocalUnhandled
+            } else {
+                DropReason::NoService
+            };
             return self.drop_buf(io, buf, r);
         }
         let l4 = match Self::parse_l4(buf.data(), proto, src, dst) {
@@ -367,7 +414,16 @@ impl<B: PacketBuf> Pipeline<B> {
                 crate::wire::Error::Truncated => DropReason::Truncated,
                 _ => DropReason::BadL4Header,
             })?;
-            (t.src_port(), t.dst_port(), Seen { syn: t.syn(), ack: t.ack(), fin: t.fin(), rst: t.rst() })
+            (
+                t.src_port(),
+                t.dst_port(),
+                Seen {
+                    syn: t.syn(),
+                    ack: t.ack(),
+                    fin: t.fin(),
+                    rst: t.rst(),
+                },
+            )
         } else {
             let u = UdpPacket::new_checked(seg).map_err(|e| match e {
                 crate::wire::Error::Truncated => DropReason::Truncated,
@@ -375,7 +431,17 @@ impl<B: PacketBuf> Pipeline<B> {
             })?;
             (u.src_port(), u.dst_port(), Seen::default())
         };
-        Ok(L4 { key: FlowKey { src, dst, sport, dport, proto }, seen, len })
+        Ok(L4 {
+            key: FlowKey {
+                src,
+                dst,
+                sport,
+                dport,
+                proto,
+            },
+            seen,
+            len,
+        })
     }
 
     fn timeout(&self, proto: u8, state: TcpState) -> Duration {
@@ -397,7 +463,11 @@ impl<B: PacketBuf> Pipeline<B> {
         let Some((_, dest)) = self.services.schedule(svc, &k) else {
             return self.drop_buf(io, buf, DropReason::NoServer);
         };
-        let state = if k.proto == ipproto::TCP { TcpState::SynRecv } else { TcpState::Established };
+        let state = if k.proto == ipproto::TCP {
+            TcpState::SynRecv
+        } else {
+            TcpState::Established
+        };
         let conn = Conn {
             client: k.src,
             vip: k.dst,
@@ -424,8 +494,16 @@ impl<B: PacketBuf> Pipeline<B> {
             }
         };
         self.bump(Counter::FlowsCreated, 1);
-        self.counters.add(self.layout.service(usize::from(svc), LbCounter::Connections), 1);
-        self.counters.add(self.layout.server(usize::from(dest.index), LbCounter::Connections), 1);
+        self.counters.add(
+            self.layout
+                .service(usize::from(svc), LbCounter::Connections),
+            1,
+        );
+        self.counters.add(
+            self.layout
+                .server(usize::from(dest.index), LbCounter::Connections),
+            1,
+        );
         // The SYN itself is the first packet of the new flow: it already moved the state.
         self.forward_tracked(id, Dir::Original, l4, buf, now, io, false);
     }
@@ -464,13 +542,25 @@ impl<B: PacketBuf> Pipeline<B> {
         };
         match nat::rewrite(ip, end, addr, port) {
             Ok(()) => {}
-            Err(RewriteError::TtlExceeded) => return self.drop_buf(io, buf, DropReason::TtlExceeded),
+            Err(RewriteError::TtlExceeded) => {
+                return self.drop_buf(io, buf, DropReason::TtlExceeded)
+            }
             Err(RewriteError::Malformed) => return self.drop_buf(io, buf, DropReason::BadL4Header),
         }
         let bytes = l4.len as u64;
         let (c_pkts, c_bytes, lb_pkts, lb_bytes) = match dir {
-            Dir::Original => (Counter::PacketsIn, bytes, LbCounter::PacketsIn, LbCounter::BytesIn),
-            Dir::Reply => (Counter::PacketsOut, bytes, LbCounter::PacketsOut, LbCounter::BytesOut),
+            Dir::Original => (
+                Counter::PacketsIn,
+                bytes,
+                LbCounter::PacketsIn,
+                LbCounter::BytesIn,
+            ),
+            Dir::Reply => (
+                Counter::PacketsOut,
+                bytes,
+                LbCounter::PacketsOut,
+                LbCounter::BytesOut,
+            ),
         };
         self.bump(c_pkts, 1);
         let (s, d) = (usize::from(service), usize::from(dest));
@@ -508,7 +598,11 @@ impl<B: PacketBuf> Pipeline<B> {
             return self.drop_buf(io, buf, DropReason::IcmpUnhandled);
         }
         let is_echo = {
-            let Some(ip) = buf.data().get(ETH_LEN..).and_then(|d| Ipv4Packet::new_checked(d).ok()) else {
+            let Some(ip) = buf
+                .data()
+                .get(ETH_LEN..)
+                .and_then(|d| Ipv4Packet::new_checked(d).ok())
+            else {
                 return self.drop_buf(io, buf, DropReason::BadIpHeader);
             };
             match Icmpv4Packet::new_checked(ip.payload()) {

@@ -40,7 +40,11 @@ pub fn rewrite(ip: &mut [u8], end: End, addr: Ipv4Addr, port: u16) -> Result<(),
     // IP header: address and TTL (TTL shares a 16-bit word with the protocol).
     let mut ck = pkt.checksum();
     ck = checksum::update_addr(ck, old_addr, addr);
-    ck = checksum::update16(ck, u16::from_be_bytes([ttl, proto]), u16::from_be_bytes([ttl - 1, proto]));
+    ck = checksum::update16(
+        ck,
+        u16::from_be_bytes([ttl, proto]),
+        u16::from_be_bytes([ttl - 1, proto]),
+    );
     match end {
         End::Src => pkt.set_src_addr(addr),
         End::Dst => pkt.set_dst_addr(addr),
@@ -90,10 +94,12 @@ pub fn rewrite(ip: &mut [u8], end: End, addr: Ipv4Addr, port: u16) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice, NetSlice};
+    use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
     fn tcp_datagram() -> Vec<u8> {
-        let b = PacketBuilder::ipv4([192, 0, 2, 10], [192, 0, 2, 100], 64).tcp(40000, 80, 12345, 64240).syn();
+        let b = PacketBuilder::ipv4([192, 0, 2, 10], [192, 0, 2, 100], 64)
+            .tcp(40000, 80, 12345, 64240)
+            .syn();
         let payload = b"hello";
         let mut out = Vec::new();
         b.write(&mut out, payload).unwrap();
@@ -109,18 +115,30 @@ mod tests {
 
     fn check_with_etherparse(d: &[u8]) -> (Ipv4Addr, Ipv4Addr, u16, u16, u8) {
         let s = SlicedPacket::from_ip(d).unwrap();
-        let Some(NetSlice::Ipv4(ip)) = s.net else { panic!("not ipv4") };
+        let Some(NetSlice::Ipv4(ip)) = s.net else {
+            panic!("not ipv4")
+        };
         let h = ip.header();
-        assert_eq!(h.to_header().calc_header_checksum(), h.header_checksum(), "ip checksum");
+        assert_eq!(
+            h.to_header().calc_header_checksum(),
+            h.header_checksum(),
+            "ip checksum"
+        );
         let (src, dst) = (Ipv4Addr::from(h.source()), Ipv4Addr::from(h.destination()));
         match s.transport {
             Some(TransportSlice::Tcp(t)) => {
-                let want = t.to_header().calc_checksum_ipv4_raw(h.source(), h.destination(), t.payload()).unwrap();
+                let want = t
+                    .to_header()
+                    .calc_checksum_ipv4_raw(h.source(), h.destination(), t.payload())
+                    .unwrap();
                 assert_eq!(want, t.checksum(), "tcp checksum");
                 (src, dst, t.source_port(), t.destination_port(), h.ttl())
             }
             Some(TransportSlice::Udp(u)) => {
-                let want = u.to_header().calc_checksum_ipv4_raw(h.source(), h.destination(), u.payload()).unwrap();
+                let want = u
+                    .to_header()
+                    .calc_checksum_ipv4_raw(h.source(), h.destination(), u.payload())
+                    .unwrap();
                 assert_eq!(want, u.checksum(), "udp checksum");
                 (src, dst, u.source_port(), u.destination_port(), h.ttl())
             }
@@ -133,7 +151,16 @@ mod tests {
         let mut d = tcp_datagram();
         rewrite(&mut d, End::Dst, Ipv4Addr::new(198, 51, 100, 11), 8080).unwrap();
         let (src, dst, sp, dp, ttl) = check_with_etherparse(&d);
-        assert_eq!((src, dst, sp, dp, ttl), (Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(198, 51, 100, 11), 40000, 8080, 63));
+        assert_eq!(
+            (src, dst, sp, dp, ttl),
+            (
+                Ipv4Addr::new(192, 0, 2, 10),
+                Ipv4Addr::new(198, 51, 100, 11),
+                40000,
+                8080,
+                63
+            )
+        );
     }
 
     #[test]
@@ -141,7 +168,15 @@ mod tests {
         let mut d = udp_datagram();
         rewrite(&mut d, End::Src, Ipv4Addr::new(192, 0, 2, 100), 9000).unwrap();
         let (src, dst, sp, dp, _) = check_with_etherparse(&d);
-        assert_eq!((src, dst, sp, dp), (Ipv4Addr::new(192, 0, 2, 100), Ipv4Addr::new(192, 0, 2, 10), 9000, 40000));
+        assert_eq!(
+            (src, dst, sp, dp),
+            (
+                Ipv4Addr::new(192, 0, 2, 100),
+                Ipv4Addr::new(192, 0, 2, 10),
+                9000,
+                40000
+            )
+        );
     }
 
     #[test]
@@ -159,7 +194,10 @@ mod tests {
         let mut d = tcp_datagram();
         d[8] = 1;
         let before = d.clone();
-        assert_eq!(rewrite(&mut d, End::Dst, Ipv4Addr::new(198, 51, 100, 11), 8080), Err(RewriteError::TtlExceeded));
+        assert_eq!(
+            rewrite(&mut d, End::Dst, Ipv4Addr::new(198, 51, 100, 11), 8080),
+            Err(RewriteError::TtlExceeded)
+        );
         assert_eq!(d, before);
     }
 }

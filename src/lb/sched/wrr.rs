@@ -52,7 +52,10 @@ impl Scheduler for WeightedRoundRobin {
                     self.cw = self.mw;
                 }
             }
-            if dests.get(i).is_some_and(|d| d.weight >= self.cw && d.weight > 0) {
+            if dests
+                .get(i)
+                .is_some_and(|d| d.weight >= self.cw && d.weight > 0)
+            {
                 return Some(i);
             }
         }
@@ -61,7 +64,12 @@ impl Scheduler for WeightedRoundRobin {
 
     fn update(&mut self, dests: &[Dest]) {
         self.mw = dests.iter().map(|d| d.weight).max().unwrap_or(0);
-        self.di = dests.iter().map(|d| d.weight).filter(|w| *w > 0).fold(0, gcd).max(1);
+        self.di = dests
+            .iter()
+            .map(|d| d.weight)
+            .filter(|w| *w > 0)
+            .fold(0, gcd)
+            .max(1);
         self.cw = self.cw.min(self.mw);
         if self.last.is_some_and(|l| l >= dests.len()) {
             self.last = None;
