@@ -51,7 +51,7 @@ impl PacketBuf for Vec<u8> {
         if self.len() + n > VEC_BUF_CAPACITY {
             return false;
         }
-        self.splice(0..0, std::iter::repeat_n(0u8, n));
+        self.splice(0..0, std::iter::repeat(0u8).take(n));
         true
     }
     fn adj(&mut self, n: usize) -> bool {

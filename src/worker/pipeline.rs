@@ -396,11 +396,37 @@ impl<B: PacketBuf> Pipeline<B> {
             Err(r) => return self.drop_buf(io, buf, r),
         };
         match self.flows.lookup(&l4.key) {
+            Some((id, Dir::Original)) if self.reusable(id, &l4) => {
+                // The client reused its port for a new connection: end the old flow and schedule
+                // the SYN afresh (IPVS's conn_reuse_mode), so counts and balance stay right.
+                self.end_flow(id);
+                self.new_flow(l4, buf, now, io)
+            }
             Some((id, Dir::Original)) => self.forward(id, Dir::Original, l4, buf, now, io),
             Some((id, Dir::Reply)) => self.forward(id, Dir::Reply, l4, buf, now, io),
             None if self.services.is_vip(dst) => self.new_flow(l4, buf, now, io),
             None if self.local.contains(&dst) => self.drop_buf(io, buf, DropReason::LocalUnhandled),
             None => self.drop_buf(io, buf, DropReason::NoService),
+        }
+    }
+
+    /// True when a pure SYN arrives on a TCP flow that has already closed.
+    fn reusable(&self, id: ConnId, l4: &L4) -> bool {
+        l4.key.proto == ipproto::TCP
+            && l4.seen.syn
+            && !l4.seen.ack
+            && !l4.seen.rst
+            && self
+                .flows
+                .get(id)
+                .is_some_and(|c| matches!(c.state, TcpState::TimeWait | TcpState::Close))
+    }
+
+    /// Remove a flow now and release its server.
+    fn end_flow(&mut self, id: ConnId) {
+        if let Some(c) = self.flows.remove(id) {
+            self.services.release(c.service, c.dest);
+            self.bump(Counter::FlowsExpired, 1);
         }
     }
 
