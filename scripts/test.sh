@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# test.sh — run every rvs test tier, as CI does (.ci/run calls this). Needs root.
+#
+#   scripts/test.sh
+#
+# 1. installs the Debian packages it needs (scripts/deps.sh),
+# 2. checks formatting and lints (cargo fmt --check, clippy -D warnings),
+# 3. tier "pure":  unit tests, the pipeline tier and the wire fuzz tier (no DPDK at run time),
+# 4. tier "dpdk":  the safe DPDK layer on net_ring and the real binary on net_pcap
+#                  (--no-huge, --no-pci: no hugepages and no PCI device is ever touched),
+# 5. tier "lab":   the real binary on af_packet in network namespaces with kernel peers
+#                  (RFC 5737 addresses only; the lab is removed afterwards, even on failure).
+# Every tier builds with the same features, so the crate compiles once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ $EUID -ne 0 ]]; then
+    echo "test.sh: run as root (DPDK vdevs and network namespaces need it)" >&2
+    exit 1
+fi
+
+bash scripts/deps.sh
+
+FEATURES=(--release --features dpdk-tests,lab-tests)
+start=$(date +%s)
+step() { printf '\n== %s (%ss)\n' "$*" "$(($(date +%s) - start))"; }
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets "${FEATURES[@]:1}" -- -D warnings
+
+step "build"
+cargo build "${FEATURES[@]}" --all-targets
+
+step "tier pure: unit, pipeline, wire fuzz, cli"
+cargo test "${FEATURES[@]}" --workspace --lib --bins --test pipeline --test wire_fuzz --test cli
+
+step "tier dpdk: net_ring and net_pcap vdevs"
+cargo test "${FEATURES[@]}" --test dpdk_vdev --test pcap_tier -- --test-threads=1
+
+step "tier lab: network namespaces with kernel peers"
+cargo test "${FEATURES[@]}" --test lab_tier -- --test-threads=1
+
+step "all tiers passed"

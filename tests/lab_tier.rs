@@ -1,0 +1,262 @@
+//! Namespace lab tier: the real rvs binary on net_af_packet legs in network namespaces, with
+//! real kernel TCP/UDP peers (scripts/lab.sh, scripts/lab/peer.py) and a real client
+//! (scripts/lab/client.py). Needs root. Run: `cargo test --release --features lab-tests --test lab_tier`.
+//!
+//! The lab uses only RFC 5737 addresses inside namespaces this test creates; a guard tears the
+//! lab down and kills rvs even when an assertion fails.
+#![cfg(feature = "lab-tests")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const LAB: &str = "rvst";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn lab(cmd: &str) -> std::process::Output {
+    Command::new("bash")
+        .arg(root().join("scripts/lab.sh"))
+        .arg(cmd)
+        .env("RVS_LAB", LAB)
+        .output()
+        .expect("run scripts/lab.sh")
+}
+
+fn ns(name: &str) -> String {
+    format!("{LAB}-{name}")
+}
+
+/// Runs a command inside a lab namespace and returns its stdout (panics on failure).
+fn in_ns(name: &str, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns(name)])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?} in {} failed: {}{}",
+        ns(name),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Tears the lab down and stops rvs however the test ends.
+struct Lab {
+    rvs: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.rvs.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = lab("down");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn read_stats(path: &Path) -> Option<Value> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+}
+
+fn python() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+#[test]
+fn nat_lab_with_real_kernel_peers() {
+    let dir = std::env::temp_dir().join(format!("rvs-lab-tier-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut guard = Lab {
+        rvs: None,
+        dir: dir.clone(),
+    };
+    let up = lab("up");
+    assert!(
+        up.status.success(),
+        "lab up failed: {}{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
+
+    // The lab's config with a file prefix and stats interval of our own.
+    let cfg = std::fs::read_to_string(root().join("config/lab.toml")).unwrap();
+    let cfg = cfg
+        .replace("\"rvs-lab\"", "\"rvs-lab-tier\"")
+        .replace("interval_secs = 2", "interval_secs = 1");
+    let cfg_path = dir.join("lab.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let stats = dir.join("stats.json");
+    let log = std::fs::File::create(dir.join("rvs.log")).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns("lb")])
+        .arg(env!("CARGO_BIN_EXE_rvs"))
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        .arg("--stats-file")
+        .arg(&stats)
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    guard.rvs = Some(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read_stats(&stats).is_none() {
+        if let Some(c) = guard.rvs.as_mut() {
+            if let Ok(Some(st)) = c.try_wait() {
+                panic!(
+                    "rvs exited early ({st}): {}",
+                    std::fs::read_to_string(dir.join("rvs.log")).unwrap_or_default()
+                );
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rvs did not start: {}",
+            std::fs::read_to_string(dir.join("rvs.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // ARP: the client forgets everything, then must learn the VIP's MAC from rvs.
+    in_ns("cli", &["ip", "neigh", "flush", "all"]);
+    let ping = in_ns(
+        "cli",
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "203.0.113.100"],
+    );
+    assert!(ping.contains("3 received"), "{ping}");
+    let neigh = in_ns("cli", &["ip", "neigh", "show", "203.0.113.100"]);
+    assert!(neigh.contains("lladdr"), "VIP not resolved by ARP: {neigh}");
+
+    // 200 TCP connections and 200 UDP exchanges from 8 client addresses.
+    let out = in_ns(
+        "cli",
+        &[
+            python(),
+            root().join("scripts/lab/client.py").to_str().unwrap(),
+            "--vip",
+            "203.0.113.100",
+            "--tcp-port",
+            "80",
+            "--udp-port",
+            "9000",
+            "--count",
+            "200",
+        ],
+    );
+    let res: Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("client output {out}: {e}"));
+    assert_eq!(res["tcp"]["ok"], 200, "{res}");
+    assert_eq!(res["udp"]["ok"], 200, "{res}");
+    let t1 = res["tcp"]["by_server"]["srv1"].as_u64().unwrap();
+    let t2 = res["tcp"]["by_server"]["srv2"].as_u64().unwrap();
+    let u1 = res["udp"]["by_server"]["srv1"].as_u64().unwrap();
+    let u2 = res["udp"]["by_server"]["srv2"].as_u64().unwrap();
+    // wrr 3:1 and rr 1:1, each within 10 %.
+    assert!(
+        (135..=165).contains(&t1) && t1 + t2 == 200,
+        "tcp split {t1}/{t2}"
+    );
+    assert!(
+        (90..=110).contains(&u1) && u1 + u2 == 200,
+        "udp split {u1}/{u2}"
+    );
+    let udp_retries = res["udp"]["retries"].as_u64().unwrap();
+
+    // rvs's own counters agree with what the client saw (wait for a fresh publication).
+    std::thread::sleep(Duration::from_millis(2500));
+    let s = read_stats(&stats).unwrap();
+    let web = &s["services"][0];
+    let udp = &s["services"][1];
+    assert_eq!(web["name"], "web");
+    assert_eq!(web["counters"]["conns"], 200, "{web}");
+    assert_eq!(
+        udp["counters"]["conns"].as_u64().unwrap(),
+        200 + udp_retries,
+        "{udp}"
+    );
+    assert_eq!(web["servers"][0]["counters"]["conns"].as_u64().unwrap(), t1);
+    assert_eq!(web["servers"][1]["counters"]["conns"].as_u64().unwrap(), t2);
+    // Every UDP exchange is one datagram each way.
+    assert_eq!(
+        udp["counters"]["pkts_in"].as_u64().unwrap(),
+        200 + udp_retries
+    );
+    assert_eq!(udp["counters"]["pkts_out"].as_u64().unwrap(), 200);
+    let c = &s["counters"];
+    assert!(c["icmp_echo_replies"].as_u64().unwrap() >= 3, "{c}");
+    assert!(c["arp_replies_sent"].as_u64().unwrap() >= 1, "{c}");
+    assert!(c["garp_sent"].as_u64().unwrap() == 3, "{c}");
+    let drops: u64 = s["drops"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(drops, 0, "unexpected drops: {}", s["drops"]);
+    // Everything rvs received, it sent on (TCP/UDP) or answered (ARP/ICMP): nothing vanished.
+    let rx = c["rx_packets"].as_u64().unwrap();
+    let nat = c["nat_in_packets"].as_u64().unwrap() + c["nat_out_packets"].as_u64().unwrap();
+    let answered =
+        c["icmp_echo_replies"].as_u64().unwrap() + c["arp_replies_sent"].as_u64().unwrap();
+    assert!(
+        nat + answered <= rx && rx - nat - answered <= c["neigh_learned"].as_u64().unwrap() + 8,
+        "rx={rx} nat={nat} answered={answered}"
+    );
+
+    // SIGTERM: a clean stop with the final report.
+    let mut child = guard.rvs.take().unwrap();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rvs did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "rvs exit status {status}");
+    let log = std::fs::read_to_string(dir.join("rvs.log")).unwrap();
+    assert!(log.contains("rvs: final counters"), "{log}");
+    assert!(
+        log.contains("service web tcp 203.0.113.100:80 wrr: conns=200"),
+        "{log}"
+    );
+    let fin = read_stats(&stats).unwrap();
+    assert_eq!(fin["final"], true);
+}
