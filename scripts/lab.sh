@@ -27,8 +27,8 @@
 #   the servers' default gateway, so NAT replies come back through rvs). lb-cli/lb-srv carry no
 #   addresses. Every veth end has checksum offloads, SG, TSO, GSO and GRO off; IPv6 is disabled.
 #   Servers run scripts/lab/peer.py: TCP 8080, UDP 9000 (the VIP's ports are TCP 80, UDP 9000).
-#   Start rvs with e.g.:  ip netns exec rvs-lb rvs ... --vdev net_af_packet0,iface=lb-cli \
-#                                                     --vdev net_af_packet1,iface=lb-srv --no-pci
+#   Start rvs with:  ip netns exec rvs-lb target/release/rvs run --config config/lab.toml
+#   (its [[port]] entries name the vdevs net_af_packet0,iface=lb-cli and ...1,iface=lb-srv).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -155,7 +155,8 @@ pub struct EalConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkersConfig {
-    /// Number of worker lcores (each polls every port).
+    /// Number of workers; each polls its own queue of every port (af_packet vdevs need
+    /// `qpairs=` equal to it).
     #[serde(default = "one")]
     pub count: usize,
     /// Packets per RX burst.
@@ -298,22 +299,22 @@ pub struct Timeouts {
     /// TCP established.
     #[serde(default = "t900")]
     pub tcp_established: u64,
-    /// TCP after the client's SYN.
+    /// TCP SYN_SENT (IPVS's name: after a SYN from the server side).
     #[serde(default = "t120")]
     pub tcp_syn_sent: u64,
-    /// TCP after the server's SYN-ACK.
+    /// TCP SYN_RECV: after the client's SYN, until the handshake completes.
     #[serde(default = "t60")]
     pub tcp_syn_recv: u64,
-    /// TCP after a FIN.
+    /// TCP FIN_WAIT: after the server's FIN.
     #[serde(default = "t120")]
     pub tcp_fin_wait: u64,
     /// TCP after both FINs.
     #[serde(default = "t120")]
     pub tcp_time_wait: u64,
-    /// TCP after the server's FIN.
+    /// TCP CLOSE_WAIT: after the client's FIN.
     #[serde(default = "t60")]
     pub tcp_close_wait: u64,
-    /// TCP waiting for the last ACK.
+    /// TCP LAST_ACK (kept for ipvsadm parity; IPVS's state table never enters it).
     #[serde(default = "t30")]
     pub tcp_last_ack: u64,
     /// TCP after a RST.
@@ -447,6 +448,18 @@ pub enum SchedulerKind {
     /// Weighted round robin (IPVS's algorithm).
     #[default]
     Wrr,
+    /// Least connections.
+    Lc,
+    /// Weighted least connections.
+    Wlc,
+    /// Shortest expected delay.
+    Sed,
+    /// Never queue.
+    Nq,
+    /// Source hashing (256 buckets).
+    Sh,
+    /// Maglev hashing (prime table of 65537 entries).
+    Mh,
 }
 
 impl SchedulerKind {
@@ -455,6 +468,12 @@ impl SchedulerKind {
         match self {
             SchedulerKind::Rr => "rr",
             SchedulerKind::Wrr => "wrr",
+            SchedulerKind::Lc => "lc",
+            SchedulerKind::Wlc => "wlc",
+            SchedulerKind::Sed => "sed",
+            SchedulerKind::Nq => "nq",
+            SchedulerKind::Sh => "sh",
+            SchedulerKind::Mh => "mh",
         }
     }
 }
@@ -571,11 +590,11 @@ impl Config {
                 ));
             }
         }
-        if self.workers.count != 1 {
+        if !(1..=64).contains(&self.workers.count) {
             return Err(err(
                 "workers.count".into(),
                 format!(
-                    "{} workers: this build runs exactly 1 worker (set count = 1)",
+                    "{} workers: must be 1 to 64 (one lcore each; worker 0 runs on the main lcore)",
                     self.workers.count
                 ),
             ));
@@ -1000,7 +1019,10 @@ port = 8080
                 GOOD.replace("mac = \"02:00:00:00:00:11\"", "mac = \"zz\""),
                 "MAC",
             ),
-            (format!("{GOOD}\n[workers]\ncount = 4\n"), "workers.count"),
+            (
+                format!("{GOOD}\n[workers]\ncount = 0\n"),
+                "workers.count: 0 workers: must be 1 to 64",
+            ),
         ];
         for (text, needle) in cases {
             let m = refused(&text).to_string();

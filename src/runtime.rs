@@ -1,12 +1,16 @@
 //! Wiring: EAL, mempool, ports, the worker lcore, signals, the status line and orderly shutdown.
 //!
-//! Thread model (this build): the main lcore runs the control loop (signals, periodic status,
-//! the stats file); one worker lcore owns every port's RX queue 0 and TX queue 0 and runs the
-//! [`Pipeline`]. The worker shares nothing mutable with the control loop except its published
-//! counter block (see `stats`) and the stop flag.
+//! Thread model: `workers.count` workers; worker 0 runs on the main lcore, worker `w` on the
+//! `w`-th worker lcore. Worker `w` owns RX queue `w` and TX queue `w` of every port and its own
+//! [`Pipeline`] (flow table, neighbours, schedulers, counters). A plain thread (`rvs-control`)
+//! prints the status line and writes the stats file; it reads only the published counter blocks.
+//! Between workers there are two kinds of bounded lock-free queue (crossbeam `ArrayQueue`), one
+//! inbox each per worker: frames handed to the worker that owns their flow, and neighbours
+//! learned by another worker. A full inbox drops (and counts); nobody ever waits.
 //!
-//! Shutdown order: stop flag → worker publishes a last time, drops its pipeline (freeing queued
-//! mbufs) and returns → ports stop and close → mempool → EAL cleanup.
+//! Shutdown order: stop flag → every worker publishes a last time, drops its pipeline (freeing
+//! queued mbufs) and returns → frames left in inboxes are freed → ports stop and close →
+//! mempool → EAL cleanup.
 
 use std::fmt;
 use std::io::Write;
@@ -14,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use crossbeam::queue::ArrayQueue;
 
 use crate::config::Config;
 use crate::dpdk::{self, DpdkError, Eal, Mbuf, Mempool, Port, PortConfig, RxQueue, TxQueue};
@@ -57,6 +63,43 @@ const MBUF_DATA_ROOM: u16 = dpdk::DEFAULT_DATA_ROOM;
 /// How often a worker publishes its counters.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
+/// Capacity of each worker's handover queue (frames another worker received for it).
+const HANDOVER_QUEUE: usize = 8192;
+/// Capacity of each worker's neighbour-message queue.
+const NEIGH_QUEUE: usize = 1024;
+
+/// A neighbour learned by one worker, told to the others.
+#[derive(Clone, Copy, Debug)]
+struct NeighMsg {
+    port: u16,
+    ip: std::net::Ipv4Addr,
+    mac: MacAddr,
+}
+
+/// The queues between workers: one inbox of each kind per worker, any worker may push.
+struct Mailboxes {
+    handover: Vec<ArrayQueue<(u16, Mbuf)>>,
+    neigh: Vec<ArrayQueue<NeighMsg>>,
+}
+
+impl Mailboxes {
+    fn new(workers: usize) -> Mailboxes {
+        Mailboxes {
+            handover: (0..workers)
+                .map(|_| ArrayQueue::new(HANDOVER_QUEUE))
+                .collect(),
+            neigh: (0..workers).map(|_| ArrayQueue::new(NEIGH_QUEUE)).collect(),
+        }
+    }
+
+    /// Free every frame still queued (after all workers stopped, before the pool goes).
+    fn drain(&self) {
+        for q in &self.handover {
+            while q.pop().is_some() {}
+        }
+    }
+}
+
 /// Run until SIGINT/SIGTERM. Prints a status line every `stats.interval_secs` and the final
 /// counters at exit.
 pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
@@ -69,13 +112,13 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
     let eal = Eal::init(&cfg.eal_args()).map_err(ctx(
         "EAL initialisation failed (check eal.args, hugepages or --no-huge, and that no other rvs uses the same --file-prefix)",
     ))?;
-    let workers = dpdk::worker_lcores();
-    if workers.len() < cfg.workers.count {
+    let n = cfg.workers.count;
+    let remote = dpdk::worker_lcores();
+    if remote.len() + 1 < n {
         return Err(RunError(format!(
-            "the EAL gave {} worker lcore(s) but workers.count is {}: give eal.args an lcore list with one main lcore plus the workers, e.g. [\"-l\", \"0-{}\"]",
-            workers.len(),
-            cfg.workers.count,
-            cfg.workers.count
+            "workers.count is {n} but the EAL has {} lcore(s): worker 0 runs on the main lcore and each other worker needs one more, e.g. eal.args [\"-l\", \"0-{}\"]",
+            remote.len() + 1,
+            n - 1
         )));
     }
     let pool = Arc::new(
@@ -93,8 +136,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
     );
 
     let mut ports = Vec::new();
-    let mut rxqs = Vec::new();
-    let mut txqs = Vec::new();
+    // queues[w] = (rx queues, tx queues) of worker w, one per port in config order.
+    let mut queues: Vec<(Vec<RxQueue>, Vec<TxQueue>)> =
+        (0..n).map(|_| (Vec::new(), Vec::new())).collect();
     let mut macs = Vec::new();
     for p in &cfg.ports {
         let dev = p.device_name();
@@ -103,38 +147,57 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
             p.name
         )))?;
         let pc = PortConfig {
-            rx_queues: 1,
-            tx_queues: 1,
+            rx_queues: n as u16,
+            tx_queues: n as u16,
             rx_desc: p.rx_desc,
             tx_desc: p.tx_desc,
             mtu: p.mtu,
             promiscuous: true,
-            rss: false,
+            rss: n > 1,
         };
-        let (port, mut rx, mut tx) =
-            Port::start(id, &pc, &pool).map_err(ctx(format!("port {} ({dev})", p.name)))?;
-        let (Some(rx), Some(tx)) = (rx.pop(), tx.pop()) else {
+        let (port, rx, tx) = Port::start(id, &pc, &pool).map_err(ctx(format!(
+            "port {} ({dev}) with {n} queue(s) (one per worker; an af_packet vdev needs qpairs={n})",
+            p.name
+        )))?;
+        if rx.len() != n || tx.len() != n {
             return Err(RunError(format!(
-                "port {}: the device gave no queues",
-                p.name
+                "port {}: asked for {n} queues, the device gave {} rx and {} tx",
+                p.name,
+                rx.len(),
+                tx.len()
             )));
-        };
+        }
+        for (w, (r, t)) in rx.into_iter().zip(tx).enumerate() {
+            if let Some(q) = queues.get_mut(w) {
+                q.0.push(r);
+                q.1.push(t);
+            }
+        }
         let link = port.link();
+        let info = port.info();
         println!(
-            "rvs: port {} = {} (dpdk port {}, {}), mac {}, link {} {} Mb/s",
+            "rvs: port {} = {} (dpdk port {}, {}), mac {}, link {} {} Mb/s, {} queue(s), rss {}",
             p.name,
             dev,
             port.id(),
-            port.info().driver,
+            info.driver,
             MacAddr(port.mac()),
             if link.up { "up" } else { "down" },
-            link.speed_mbps
+            link.speed_mbps,
+            n,
+            if info.rss_enabled {
+                "on"
+            } else {
+                "off (software ownership only)"
+            }
         );
+        for w in &info.warnings {
+            println!("rvs: port {}: {w}", p.name);
+        }
         macs.push(MacAddr(port.mac()));
-        rxqs.push(rx);
-        txqs.push(tx);
         ports.push(port);
     }
+    let ports = Arc::new(ports);
 
     let hz = dpdk::tsc_hz().max(1);
     let t0 = dpdk::tsc();
@@ -144,27 +207,94 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
         )
     };
 
-    let pipeline: Pipeline<Mbuf> = Pipeline::new(cfg, &macs, clock());
-    let layout = pipeline.layout();
-    let shared = Arc::new(SharedBlock::new(layout.len()));
-    let worker = WorkerCtx {
-        pipeline,
-        rxqs,
-        txqs,
-        pool: Arc::clone(&pool),
-        shared: Arc::clone(&shared),
-        stop: Arc::clone(&stop),
-        burst: cfg.workers.burst,
+    let mail = Arc::new(Mailboxes::new(n));
+    let mut shared = Vec::new();
+    let mut contexts = Vec::new();
+    let mut layout = None;
+    for (w, (rxqs, txqs)) in queues.into_iter().enumerate() {
+        let pipeline: Pipeline<Mbuf> = Pipeline::new(cfg, &macs, w as u16, clock());
+        let l = pipeline.layout();
+        layout = Some(l);
+        let block = Arc::new(SharedBlock::new(l.len()));
+        shared.push(Arc::clone(&block));
+        contexts.push(WorkerCtx {
+            id: w as u16,
+            pipeline,
+            rxqs,
+            txqs,
+            pool: Arc::clone(&pool),
+            shared: block,
+            stop: Arc::clone(&stop),
+            mail: Arc::clone(&mail),
+            burst: cfg.workers.burst,
+        });
+    }
+    let Some(layout) = layout else {
+        return Err(RunError("workers.count must be at least 1".into()));
     };
-    let lcore = workers.first().copied().unwrap_or(0);
-    let handle = dpdk::launch(lcore, move || worker.run(clock))
-        .map_err(ctx(format!("cannot start the worker on lcore {lcore}")))?;
-    println!(
-        "rvs: running {} service(s) on {} port(s), worker on lcore {lcore}; SIGINT or SIGTERM stops",
-        cfg.services.len(),
-        cfg.ports.len()
-    );
 
+    // Workers 1.. on their own lcores, worker 0 on this (the main) lcore.
+    let mut handles = Vec::new();
+    let mut contexts = contexts.into_iter();
+    let first = contexts.next();
+    for (ctx_w, lcore) in contexts.zip(remote.iter().copied()) {
+        let id = ctx_w.id;
+        let h = dpdk::launch(lcore, move || ctx_w.run(clock))
+            .map_err(ctx(format!("cannot start worker {id} on lcore {lcore}")))?;
+        handles.push(h);
+    }
+    println!(
+        "rvs: running {} service(s) on {} port(s) with {n} worker(s) (worker 0 on the main lcore{}); SIGINT or SIGTERM stops",
+        cfg.services.len(),
+        cfg.ports.len(),
+        if n > 1 { format!(", others on lcores {:?}", &remote[..n - 1]) } else { String::new() }
+    );
+    let control = {
+        let (cfg, shared, ports, stop, opts) = (
+            cfg.clone(),
+            shared.clone(),
+            Arc::clone(&ports),
+            Arc::clone(&stop),
+            opts.clone(),
+        );
+        std::thread::Builder::new()
+            .name("rvs-control".into())
+            .spawn(move || control_loop(&cfg, &shared, layout, &ports, &stop, &opts))
+            .map_err(|e| RunError(format!("cannot start the control thread: {e}")))?
+    };
+    let mut rcs = vec![first.map_or(0, |w| w.run(clock))];
+    rcs.extend(handles.into_iter().map(|h| h.wait()));
+    stop.store(true, Ordering::Relaxed);
+    let started = control.join().unwrap_or_else(|_| std::time::Instant::now());
+    mail.drain();
+
+    let fin = snapshot(&shared, layout);
+    println!("rvs: stopping (workers returned {rcs:?})");
+    print!("{}", final_report(cfg, &fin, &ports));
+    if let Some(path) = &opts.stats_file {
+        write_stats_file(path, cfg, &fin, &ports, started.elapsed(), true);
+    }
+    let _ = std::io::stdout().flush();
+    drop(mail);
+    drop(ports);
+    drop(pool);
+    drop(eal);
+    if rcs.iter().any(|rc| *rc != 0) {
+        return Err(RunError(format!("a worker stopped with an error: {rcs:?}")));
+    }
+    Ok(())
+}
+
+/// The control thread: periodic status line and stats file until the stop flag is set.
+/// Returns when it started, for the uptime of the final report.
+fn control_loop(
+    cfg: &Config,
+    shared: &[Arc<SharedBlock>],
+    layout: Layout,
+    ports: &[Port],
+    stop: &AtomicBool,
+    opts: &RunOptions,
+) -> std::time::Instant {
     let interval = Duration::from_secs(cfg.stats.interval_secs);
     let started = std::time::Instant::now();
     let mut last = std::time::Instant::now();
@@ -172,72 +302,69 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         if !interval.is_zero() && last.elapsed() >= interval {
-            let now = snapshot(&shared, layout);
+            let now = snapshot(shared, layout);
             println!(
                 "{}",
                 status_line(&now, &prev, last.elapsed(), started.elapsed())
             );
             if let Some(path) = &opts.stats_file {
-                write_stats_file(path, cfg, &now, &ports, started.elapsed(), false);
+                write_stats_file(path, cfg, &now, ports, started.elapsed(), false);
             }
             let _ = std::io::stdout().flush();
             prev = now;
             last = std::time::Instant::now();
         }
     }
-    let rc = handle.wait();
-    let fin = snapshot(&shared, layout);
-    println!("rvs: stopping (worker returned {rc})");
-    print!("{}", final_report(cfg, &fin, &ports));
-    if let Some(path) = &opts.stats_file {
-        write_stats_file(path, cfg, &fin, &ports, started.elapsed(), true);
-    }
-    let _ = std::io::stdout().flush();
-    drop(ports);
-    drop(pool);
-    drop(eal);
-    if rc != 0 {
-        return Err(RunError(format!("the worker stopped with code {rc}")));
-    }
-    Ok(())
+    started
 }
 
-/// Everything the worker lcore owns.
+/// Everything one worker owns.
 struct WorkerCtx {
+    id: u16,
     pipeline: Pipeline<Mbuf>,
     rxqs: Vec<RxQueue>,
     txqs: Vec<TxQueue>,
     pool: Arc<Mempool>,
     shared: Arc<SharedBlock>,
     stop: Arc<AtomicBool>,
+    mail: Arc<Mailboxes>,
     burst: usize,
 }
 
 impl WorkerCtx {
     fn run(self, clock: impl Fn() -> Instant) -> i32 {
         let WorkerCtx {
+            id,
             mut pipeline,
             mut rxqs,
             txqs,
             pool,
             shared,
             stop,
+            mail,
             burst,
         } = self;
         let mut io = MbufIo {
+            id,
             pool: &pool,
+            mail: &mail,
             tx: txqs
                 .into_iter()
                 .map(|q| (q, Vec::with_capacity(burst * 4)))
                 .collect(),
+            tally: TxTally::default(),
             discard: Vec::with_capacity(burst * 2),
             burst,
         };
         let mut rx: Vec<Mbuf> = Vec::with_capacity(burst);
-        pipeline.start(&mut io);
+        if id == 0 {
+            pipeline.start(&mut io);
+        }
         io.flush(&mut pipeline);
         let publish_ns = PUBLISH_EVERY.as_nanos() as u64;
         let mut next_publish = 0u64;
+        let inbox = mail.handover.get(usize::from(id));
+        let neigh_inbox = mail.neigh.get(usize::from(id));
         while !stop.load(Ordering::Relaxed) {
             let now = clock();
             for (port, q) in rxqs.iter_mut().enumerate() {
@@ -251,6 +378,17 @@ impl WorkerCtx {
                         continue;
                     }
                     pipeline.process(port as u16, m, now, &mut io);
+                }
+            }
+            if let Some(q) = neigh_inbox {
+                while let Some(msg) = q.pop() {
+                    pipeline.learn_neighbour(msg.port, msg.ip, msg.mac, now, &mut io);
+                }
+            }
+            if let Some(q) = inbox {
+                for _ in 0..burst {
+                    let Some((port, m)) = q.pop() else { break };
+                    pipeline.process_handed_over(port, m, now, &mut io);
                 }
             }
             pipeline.poll(now, &mut io);
@@ -269,39 +407,51 @@ impl WorkerCtx {
     }
 }
 
-/// The worker's [`Io`]: per-port TX batches flushed once per loop, bulk free of drops.
+/// What a worker's transmissions did since the last flush.
+#[derive(Debug, Default)]
+struct TxTally {
+    packets: u64,
+    bytes: u64,
+    full: u64,
+}
+
+/// Send the front of `pkts` in one burst; the tail the NIC did not take goes to `discard`.
+fn transmit(q: &mut TxQueue, pkts: &mut Vec<Mbuf>, tally: &mut TxTally, discard: &mut Vec<Mbuf>) {
+    if pkts.is_empty() {
+        return;
+    }
+    let total: u64 = pkts.iter().map(|m| m.len() as u64).sum();
+    let sent = q.tx_burst(pkts);
+    let unsent_bytes: u64 = pkts.iter().map(|m| m.len() as u64).sum();
+    tally.packets += sent as u64;
+    tally.bytes += total - unsent_bytes;
+    if !pkts.is_empty() {
+        // The NIC's ring is full: drop the tail rather than stall the loop.
+        tally.full += pkts.len() as u64;
+        discard.append(pkts);
+    }
+}
+
+/// A worker's [`Io`]: per-port TX batches flushed once per loop, bulk free of drops, and the
+/// other workers' inboxes.
 struct MbufIo<'a> {
+    id: u16,
     pool: &'a Mempool,
+    mail: &'a Mailboxes,
     tx: Vec<(TxQueue, Vec<Mbuf>)>,
+    tally: TxTally,
     discard: Vec<Mbuf>,
     burst: usize,
 }
 
 impl MbufIo<'_> {
-    fn flush_port(
-        tx: &mut (TxQueue, Vec<Mbuf>),
-        discard: &mut Vec<Mbuf>,
-        pipeline: &mut Pipeline<Mbuf>,
-    ) {
-        let (q, pkts) = tx;
-        if pkts.is_empty() {
-            return;
-        }
-        let total: u64 = pkts.iter().map(|m| m.len() as u64).sum();
-        let sent = q.tx_burst(pkts);
-        let unsent_bytes: u64 = pkts.iter().map(|m| m.len() as u64).sum();
-        pipeline.count_tx(sent as u64, total - unsent_bytes);
-        if !pkts.is_empty() {
-            // The NIC's ring is full: drop the tail rather than stall the loop.
-            pipeline.count_drop(DropReason::TxFull, pkts.len() as u64);
-            discard.append(pkts);
-        }
-    }
-
     fn flush(&mut self, pipeline: &mut Pipeline<Mbuf>) {
-        for t in self.tx.iter_mut() {
-            Self::flush_port(t, &mut self.discard, pipeline);
+        for (q, pkts) in self.tx.iter_mut() {
+            transmit(q, pkts, &mut self.tally, &mut self.discard);
         }
+        let t = std::mem::take(&mut self.tally);
+        pipeline.count_tx(t.packets, t.bytes);
+        pipeline.count_drop(DropReason::TxFull, t.full);
         if !self.discard.is_empty() {
             dpdk::free_bulk(&mut self.discard);
         }
@@ -318,11 +468,8 @@ impl Io<Mbuf> for MbufIo<'_> {
             Some((q, pkts)) => {
                 pkts.push(buf);
                 if pkts.len() >= self.burst * 4 {
-                    // Rare (a burst fanning out, or ARP queue flushes): send now, drop what the
-                    // NIC does not take.
-                    let sent = q.tx_burst(pkts);
-                    let _ = sent;
-                    self.discard.append(pkts);
+                    // Rare (a burst fanning out, or a neighbour queue flushing): send now.
+                    transmit(q, pkts, &mut self.tally, &mut self.discard);
                 }
             }
             None => self.discard.push(buf),
@@ -335,11 +482,30 @@ impl Io<Mbuf> for MbufIo<'_> {
             dpdk::free_bulk(&mut self.discard);
         }
     }
+
+    fn handover(&mut self, to: u16, port: u16, buf: Mbuf) -> Result<(), Mbuf> {
+        match self.mail.handover.get(usize::from(to)) {
+            // A full queue gives the frame back: the caller drops and counts it, never waits.
+            Some(q) => q.push((port, buf)).map_err(|(_, b)| b),
+            None => Err(buf),
+        }
+    }
+
+    fn neighbour_learned(&mut self, port: u16, ip: std::net::Ipv4Addr, mac: MacAddr) {
+        for (w, q) in self.mail.neigh.iter().enumerate() {
+            if w != usize::from(self.id) {
+                // Best effort: a full inbox only means that worker resolves by itself.
+                let _ = q.push(NeighMsg { port, ip, mac });
+            }
+        }
+    }
 }
 
-fn snapshot(shared: &SharedBlock, layout: Layout) -> LocalBlock {
+fn snapshot(shared: &[Arc<SharedBlock>], layout: Layout) -> LocalBlock {
     let mut b = LocalBlock::new(layout.len());
-    shared.accumulate(&mut b);
+    for s in shared {
+        s.accumulate(&mut b);
+    }
     b
 }
 

@@ -37,9 +37,10 @@ macro_rules! named_enum {
 named_enum! {
     /// Why the fast path dropped a packet. One counter each, per worker.
     pub enum DropReason {
-        /// Shorter than the header it claims to carry.
+        /// Shorter than a header, or than the length a header claims (e.g. IPv4 total length
+        /// beyond the end of the frame).
         Truncated => "truncated",
-        /// IPv4 header length, version or total length inconsistent with the frame.
+        /// IPv4 version not 4, header length below 20, or total length below the header length.
         BadIpHeader => "bad_ip_header",
         /// IPv4 header checksum wrong.
         BadIpChecksum => "bad_ip_checksum",
@@ -80,6 +81,8 @@ named_enum! {
         NeighUnresolved => "neigh_unresolved",
         /// No mbuf to build a generated packet (ARP request).
         NoBuffer => "no_buffer",
+        /// The owning worker's handover queue was full.
+        HandoverFull => "handover_full",
         /// The TX queue did not take the packet.
         TxFull => "tx_full",
         /// A multi-segment mbuf (cannot happen at the configured MTU).
@@ -97,13 +100,20 @@ named_enum! {
         ArpRepliesSent => "arp_replies_sent",
         ArpRequestsSent => "arp_requests_sent",
         GratuitousArpSent => "garp_sent",
-        NeighLearned => "neigh_learned",
+        /// Neighbour resolutions that released held packets.
+        NeighResolved => "neigh_resolved",
+        /// ARP frames used up without an answer: replies to our requests, gratuitous ARP.
+        ArpConsumed => "arp_consumed",
         IcmpEchoReplies => "icmp_echo_replies",
         FlowsCreated => "flows_created",
         FlowsExpired => "flows_expired",
         FlowsActive => "flows_active",
         PacketsIn => "nat_in_packets",
         PacketsOut => "nat_out_packets",
+        /// Frames handed to the worker that owns their flow.
+        HandoverOut => "handover_out",
+        /// Frames received from other workers.
+        HandoverIn => "handover_in",
     }
 }
 

@@ -58,7 +58,7 @@ fn bad_config_is_refused_with_file_field_and_fix() {
         (
             "scheduler = \"rr\"",
             "scheduler = \"lottery\"",
-            "unknown variant `lottery`, expected `rr` or `wrr`",
+            "unknown variant `lottery`, expected one of `rr`, `wrr`, `lc`, `wlc`, `sed`, `nq`, `sh`, `mh`",
         ),
         (
             "address = \"198.51.100.11\"",

@@ -228,7 +228,7 @@ fn nat_lab_with_real_kernel_peers() {
     let answered =
         c["icmp_echo_replies"].as_u64().unwrap() + c["arp_replies_sent"].as_u64().unwrap();
     assert!(
-        nat + answered <= rx && rx - nat - answered <= c["neigh_learned"].as_u64().unwrap() + 8,
+        nat + answered <= rx && rx - nat - answered <= c["neigh_resolved"].as_u64().unwrap() + 8,
         "rx={rx} nat={nat} answered={answered}"
     );
 

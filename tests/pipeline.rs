@@ -98,7 +98,7 @@ fn config(text: &str) -> Config {
 }
 
 fn pipeline_with(text: &str) -> Pipeline<Vec<u8>> {
-    Pipeline::new(&config(text), &[CLIENT_MAC, SERVER_MAC], Instant::ZERO)
+    Pipeline::new(&config(text), &[CLIENT_MAC, SERVER_MAC], 0, Instant::ZERO)
 }
 
 /// A pipeline whose servers and client are already known neighbours.
@@ -191,7 +191,10 @@ fn arp_fields(f: &[u8]) -> Arp {
 
 /// (src, dst, sport, dport, ttl) of a forwarded TCP/UDP frame, with every checksum verified by
 /// etherparse; also returns the Ethernet addresses.
-fn decode(frame: &[u8]) -> ((Ipv4Addr, Ipv4Addr, u16, u16, u8), ([u8; 6], [u8; 6])) {
+/// ((src, dst, sport, dport, ttl), (eth src, eth dst)).
+type Decoded = ((Ipv4Addr, Ipv4Addr, u16, u16, u8), ([u8; 6], [u8; 6]));
+
+fn decode(frame: &[u8]) -> Decoded {
     let s = SlicedPacket::from_ethernet(frame).unwrap();
     let Some(LinkSlice::Ethernet2(eth)) = s.link else {
         panic!("no ethernet")
@@ -426,7 +429,7 @@ fn unresolved_server_queues_then_flushes_on_reply() {
         let ((_, dst, _, _, _), (_, edst)) = decode(f);
         assert_eq!((dst.octets(), edst), (target, smac));
     }
-    assert_eq!(counter(&p, Counter::NeighLearned), 1);
+    assert_eq!(counter(&p, Counter::NeighResolved), 1);
 }
 
 #[test]
@@ -489,10 +492,16 @@ fn flows_expire_and_port_reuse_reschedules() {
     assert_eq!(p.flows().len(), 0);
     assert_eq!(counter(&p, Counter::FlowsExpired), 1);
 
-    // TCP: SYN, then RST closes; a new SYN on the same 4-tuple is a new connection.
+    // TCP: handshake, then RST closes; a new SYN on the same 4-tuple is a new connection.
     p.process(
         0,
         tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 7001, 80, "S"),
+        t,
+        &mut io,
+    );
+    p.process(
+        0,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 7001, 80, "A"),
         t,
         &mut io,
     );

@@ -7,6 +7,7 @@
 
 pub mod conn;
 pub mod key;
+pub mod rss;
 pub mod table;
 pub mod tcp_state;
 

@@ -13,8 +13,10 @@ pub struct Dest {
     pub weight: u32,
     /// Global index (across all services), used for per-server counters.
     pub index: u16,
-    /// Connections this worker tracks to it now.
+    /// Established connections this worker tracks to it (IPVS's activeconns).
     pub active: u32,
+    /// Other live connections: opening or closing (IPVS's inactconns).
+    pub inactive: u32,
 }
 
 impl Dest {

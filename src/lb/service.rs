@@ -59,6 +59,7 @@ impl ServiceTable {
                         weight: r.weight,
                         index: next_index,
                         active: 0,
+                        inactive: 0,
                     };
                     next_index = next_index.saturating_add(1);
                     d
@@ -133,14 +134,37 @@ impl ServiceTable {
         Some((i as u16, d.clone()))
     }
 
-    /// A flow to server `dest` (global index) of service `id` ended.
-    pub fn release(&mut self, id: u16, dest: u16) {
-        if let Some(d) = self
-            .services
-            .get_mut(usize::from(id))
-            .and_then(|s| s.dests.iter_mut().find(|d| d.index == dest))
-        {
-            d.active = d.active.saturating_sub(1);
+    /// A flow to server `dest` (global index) of service `id` ended; `active` says which count
+    /// it was in.
+    pub fn release(&mut self, id: u16, dest: u16, active: bool) {
+        if let Some(d) = self.dest_mut(id, dest) {
+            if active {
+                d.active = d.active.saturating_sub(1);
+            } else {
+                d.inactive = d.inactive.saturating_sub(1);
+            }
         }
+    }
+
+    /// A flow to server `dest` of service `id` became active (`true`) or inactive (`false`):
+    /// move it between IPVS's activeconns and inactconns, which lc/wlc weigh.
+    pub fn set_active(&mut self, id: u16, dest: u16, active: bool) {
+        if let Some(d) = self.dest_mut(id, dest) {
+            if active {
+                d.inactive = d.inactive.saturating_sub(1);
+                d.active = d.active.saturating_add(1);
+            } else {
+                d.active = d.active.saturating_sub(1);
+                d.inactive = d.inactive.saturating_add(1);
+            }
+        }
+    }
+
+    fn dest_mut(&mut self, id: u16, dest: u16) -> Option<&mut Dest> {
+        self.services
+            .get_mut(usize::from(id))?
+            .dests
+            .iter_mut()
+            .find(|d| d.index == dest)
     }
 }

@@ -1,10 +1,18 @@
 //! The per-core worker: a pure [`Pipeline`] that decides what happens to each frame, and the
 //! poll loop (in `runtime`) that feeds it bursts of mbufs.
 //!
+//! With several workers, every TCP/UDP packet has an owner (see `flow::rss`): a worker that
+//! receives a packet it does not own hands it over through [`Io::handover`]; neighbours learned
+//! by one worker are told to the others through [`Io::neighbour_learned`].
+//!
 //! The pipeline is generic over [`PacketBuf`](crate::packet::PacketBuf) and talks to the outside
 //! world only through [`Io`], so the same code runs on DPDK mbufs and on `Vec<u8>` in tests.
 
 pub mod pipeline;
+
+use std::net::Ipv4Addr;
+
+use crate::wire::MacAddr;
 
 pub use pipeline::{Pipeline, PortAddr};
 
@@ -18,5 +26,15 @@ pub trait Io<B> {
     /// Give back a buffer that is dropped (the I/O layer may free buffers in bulk).
     fn discard(&mut self, buf: B) {
         drop(buf);
+    }
+    /// Hand a frame received on `port` to worker `to`, which owns its flow. `Err` gives the
+    /// frame back when that worker's queue is full (the caller drops and counts it).
+    fn handover(&mut self, to: u16, port: u16, buf: B) -> Result<(), B> {
+        let _ = (to, port);
+        Err(buf)
+    }
+    /// Tell the other workers that `ip` on `port` is at `mac` (they keep their own tables).
+    fn neighbour_learned(&mut self, port: u16, ip: Ipv4Addr, mac: MacAddr) {
+        let _ = (port, ip, mac);
     }
 }

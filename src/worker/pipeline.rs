@@ -27,7 +27,8 @@ use hashbrown::HashSet;
 
 use super::Io;
 use crate::config::{Config, Timeouts};
-use crate::flow::tcp_state::Seen;
+use crate::flow::rss::Sharding;
+use crate::flow::tcp_state::{direction, Direction, Seen};
 use crate::flow::{Conn, ConnId, Dir, FlowKey, FlowTable, InsertError, TcpState};
 use crate::lb::ServiceTable;
 use crate::neigh::{Neighbours, Resolve, Routes};
@@ -64,6 +65,9 @@ struct L4 {
 /// One worker's fast path.
 #[derive(Debug)]
 pub struct Pipeline<B> {
+    /// This worker's index.
+    worker: u16,
+    sharding: Sharding,
     ports: Vec<PortAddr>,
     routes: Routes,
     /// (port, address) pairs we answer ARP for: interface addresses and on-link VIPs.
@@ -81,8 +85,9 @@ pub struct Pipeline<B> {
 }
 
 impl<B: PacketBuf> Pipeline<B> {
-    /// A pipeline for a validated config; `ports[i]` is the MAC and address of config port `i`.
-    pub fn new(cfg: &Config, macs: &[MacAddr], now: Instant) -> Pipeline<B> {
+    /// The pipeline of worker `worker` (of `cfg.workers.count`) for a validated config;
+    /// `macs[i]` is the MAC address of config port `i`.
+    pub fn new(cfg: &Config, macs: &[MacAddr], worker: u16, now: Instant) -> Pipeline<B> {
         let ports: Vec<PortAddr> = cfg
             .ports
             .iter()
@@ -117,6 +122,8 @@ impl<B: PacketBuf> Pipeline<B> {
             servers: services.server_count(),
         };
         Pipeline {
+            worker,
+            sharding: Sharding::new(cfg.workers.count as u16, 32),
             ports,
             routes,
             owned,
@@ -197,7 +204,7 @@ impl<B: PacketBuf> Pipeline<B> {
     pub fn poll(&mut self, now: Instant, io: &mut impl Io<B>) {
         let services = &mut self.services;
         let expired = self.flows.expire(now, self.expire_budget, |c| {
-            services.release(c.service, c.dest);
+            services.release(c.service, c.dest, c.state.is_active());
         });
         self.bump(Counter::FlowsExpired, expired as u64);
         self.counters.set(
@@ -219,10 +226,43 @@ impl<B: PacketBuf> Pipeline<B> {
         self.arp_scratch = reqs;
     }
 
-    /// Handle one received frame.
+    /// Handle one frame received from the NIC.
     pub fn process(&mut self, port: u16, buf: B, now: Instant, io: &mut impl Io<B>) {
         self.bump(Counter::RxPackets, 1);
         self.bump(Counter::RxBytes, buf.len() as u64);
+        self.process_frame(port, buf, now, io, false);
+    }
+
+    /// Handle a frame another worker received on `port` and handed over because this worker
+    /// owns its flow.
+    pub fn process_handed_over(&mut self, port: u16, buf: B, now: Instant, io: &mut impl Io<B>) {
+        self.bump(Counter::HandoverIn, 1);
+        self.process_frame(port, buf, now, io, true);
+    }
+
+    /// Another worker learned that `ip` on `port` is at `mac`: use it, and send what waited.
+    pub fn learn_neighbour(
+        &mut self,
+        port: u16,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        now: Instant,
+        io: &mut impl Io<B>,
+    ) {
+        let waiting = self.neigh.learn(port, ip, mac, now, true);
+        for b in waiting {
+            self.send_to(io, port, mac, b);
+        }
+    }
+
+    fn process_frame(
+        &mut self,
+        port: u16,
+        buf: B,
+        now: Instant,
+        io: &mut impl Io<B>,
+        handed: bool,
+    ) {
         let Some(me) = self.ports.get(usize::from(port)).copied() else {
             return self.drop_buf(io, buf, DropReason::NoRoute);
         };
@@ -240,7 +280,9 @@ impl<B: PacketBuf> Pipeline<B> {
         }
         match etype {
             ethertype::ARP => self.arp_in(port, me, buf, now, io),
-            ethertype::IPV4 if dst == me.mac => self.ipv4_in(port, buf, now, io),
+            ethertype::IPV4 if dst == me.mac => self.ipv4_in(port, buf, now, io, handed),
+            // Broadcast IPv4 (DHCP, NetBIOS ...) is not for a load balancer.
+            ethertype::IPV4 => self.drop_buf(io, buf, DropReason::OtherMac),
             _ => self.drop_buf(io, buf, DropReason::EtherType),
         }
     }
@@ -265,7 +307,11 @@ impl<B: PacketBuf> Pipeline<B> {
         if self.routes.on_link(port, spa) && !spa.is_unspecified() && spa != me.addr {
             let waiting = self.neigh.learn(port, spa, sha, now, for_us);
             if !waiting.is_empty() {
-                self.bump(Counter::NeighLearned, 1);
+                self.bump(Counter::NeighResolved, 1);
+            }
+            if for_us && self.sharding.workers() > 1 {
+                // The answer to another worker's request may have landed here.
+                io.neighbour_learned(port, spa, sha);
             }
             for b in waiting {
                 self.send_to(io, port, sha, b);
@@ -275,6 +321,7 @@ impl<B: PacketBuf> Pipeline<B> {
             // Replies were consumed by learning; gratuitous ARP and requests for others need
             // nothing more.
             if op == arp_op::REPLY || spa == tpa {
+                self.bump(Counter::ArpConsumed, 1);
                 io.discard(buf);
                 return;
             }
@@ -353,7 +400,7 @@ impl<B: PacketBuf> Pipeline<B> {
         true
     }
 
-    fn ipv4_in(&mut self, port: u16, mut buf: B, now: Instant, io: &mut impl Io<B>) {
+    fn ipv4_in(&mut self, port: u16, mut buf: B, now: Instant, io: &mut impl Io<B>, handed: bool) {
         let checked = match buf.data().get(ETH_LEN..).map(Ipv4Packet::new_checked) {
             Some(Ok(ip)) => {
                 if !ip.verify_checksum() {
@@ -365,13 +412,14 @@ impl<B: PacketBuf> Pipeline<B> {
                         ip.protocol(),
                         ip.src_addr(),
                         ip.dst_addr(),
+                        ip.ttl(),
                     ))
                 }
             }
             Some(Err(crate::wire::Error::Truncated)) | None => Err(DropReason::Truncated),
             Some(Err(_)) => Err(DropReason::BadIpHeader),
         };
-        let (total, fragment, proto, src, dst) = match checked {
+        let (total, fragment, proto, src, dst, ttl) = match checked {
             Ok(v) => v,
             Err(r) => return self.drop_buf(io, buf, r),
         };
@@ -382,6 +430,10 @@ impl<B: PacketBuf> Pipeline<B> {
         }
         if proto == ipproto::ICMP {
             return self.icmp_in(port, buf, dst, io);
+        }
+        if ttl <= 1 && (proto == ipproto::TCP || proto == ipproto::UDP) {
+            // Checked before any flow is made or scheduled: such a packet is never forwarded.
+            return self.drop_buf(io, buf, DropReason::TtlExceeded);
         }
         if proto != ipproto::TCP && proto != ipproto::UDP {
             let r = if self.local.contains(&dst) {
@@ -395,6 +447,18 @@ impl<B: PacketBuf> Pipeline<B> {
             Ok(l4) => l4,
             Err(r) => return self.drop_buf(io, buf, r),
         };
+        if !handed && self.sharding.workers() > 1 {
+            // Both directions of a flow carry the client's address: as source towards a VIP,
+            // as destination in a server's reply. Its owner holds the flow.
+            let client = if self.services.is_vip(dst) { src } else { dst };
+            let owner = self.sharding.owner(client);
+            if owner != self.worker {
+                return match io.handover(owner, port, buf) {
+                    Ok(()) => self.bump(Counter::HandoverOut, 1),
+                    Err(b) => self.drop_buf(io, b, DropReason::HandoverFull),
+                };
+            }
+        }
         match self.flows.lookup(&l4.key) {
             Some((id, Dir::Original)) if self.reusable(id, &l4) => {
                 // The client reused its port for a new connection: end the old flow and schedule
@@ -416,16 +480,14 @@ impl<B: PacketBuf> Pipeline<B> {
             && l4.seen.syn
             && !l4.seen.ack
             && !l4.seen.rst
-            && self
-                .flows
-                .get(id)
-                .is_some_and(|c| matches!(c.state, TcpState::TimeWait | TcpState::Close))
+            && self.flows.get(id).is_some_and(|c| c.state.is_closed())
     }
 
     /// Remove a flow now and release its server.
     fn end_flow(&mut self, id: ConnId) {
         if let Some(c) = self.flows.remove(id) {
-            self.services.release(c.service, c.dest);
+            self.services
+                .release(c.service, c.dest, c.state.is_active());
             self.bump(Counter::FlowsExpired, 1);
         }
     }
@@ -489,8 +551,9 @@ impl<B: PacketBuf> Pipeline<B> {
         let Some((_, dest)) = self.services.schedule(svc, &k) else {
             return self.drop_buf(io, buf, DropReason::NoServer);
         };
+        // UDP flows sit in ESTABLISHED: one timeout, always counted active (as in IPVS).
         let state = if k.proto == ipproto::TCP {
-            TcpState::SynRecv
+            TcpState::initial(Direction::Input, l4.seen)
         } else {
             TcpState::Established
         };
@@ -511,7 +574,7 @@ impl<B: PacketBuf> Pipeline<B> {
         let id = match self.flows.insert(conn) {
             Ok(id) => id,
             Err(e) => {
-                self.services.release(svc, dest.index);
+                self.services.release(svc, dest.index, true);
                 let r = match e {
                     InsertError::Full => DropReason::FlowTableFull,
                     InsertError::Conflict => DropReason::FlowConflict,
@@ -549,20 +612,14 @@ impl<B: PacketBuf> Pipeline<B> {
         io: &mut impl Io<B>,
         track: bool,
     ) {
-        let Some(c) = self.flows.get_mut(id) else {
+        let Some(c) = self.flows.get(id) else {
             return self.drop_buf(io, buf, DropReason::NoService);
         };
-        if track && c.proto == ipproto::TCP {
-            c.state = c.state.next(dir, l4.seen);
-        }
-        let (state, proto, service, dest) = (c.state, c.proto, c.service, c.dest);
+        let (proto, service, dest) = (c.proto, c.service, c.dest);
         let (end, addr, port, to) = match dir {
             Dir::Original => (End::Dst, c.server, c.sport, c.server),
             Dir::Reply => (End::Src, c.vip, c.vport, c.client),
         };
-        let expires = now + self.timeout(proto, state);
-        self.flows.set_expiry(id, expires);
-
         let Some(ip) = buf.data_mut().get_mut(ETH_LEN..) else {
             return self.drop_buf(io, buf, DropReason::Truncated);
         };
@@ -573,6 +630,21 @@ impl<B: PacketBuf> Pipeline<B> {
             }
             Err(RewriteError::Malformed) => return self.drop_buf(io, buf, DropReason::BadL4Header),
         }
+        // Only a packet that will be forwarded moves the flow's state and refreshes it.
+        let (was, state) = match self.flows.get_mut(id) {
+            Some(c) if track && proto == ipproto::TCP => {
+                let was = c.state;
+                c.state = c.state.next(direction(dir, false), l4.seen);
+                (was, c.state)
+            }
+            Some(c) => (c.state, c.state),
+            None => (TcpState::Close, TcpState::Close),
+        };
+        if was.is_active() != state.is_active() {
+            self.services.set_active(service, dest, state.is_active());
+        }
+        let expires = now + self.timeout(proto, state);
+        self.flows.set_expiry(id, expires);
         let bytes = l4.len as u64;
         let (c_pkts, c_bytes, lb_pkts, lb_bytes) = match dir {
             Dir::Original => (

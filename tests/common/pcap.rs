@@ -28,7 +28,8 @@ impl fmt::Display for PcapError {
 
 /// The bytes of a pcap file holding `frames`, one microsecond apart.
 pub fn encode(frames: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(GLOBAL_LEN + frames.iter().map(|f| RECORD_LEN + f.len()).sum::<usize>());
+    let mut out =
+        Vec::with_capacity(GLOBAL_LEN + frames.iter().map(|f| RECORD_LEN + f.len()).sum::<usize>());
     out.extend_from_slice(&MAGIC_USEC.to_le_bytes());
     out.extend_from_slice(&2u16.to_le_bytes());
     out.extend_from_slice(&4u16.to_le_bytes());
@@ -57,7 +58,10 @@ pub fn write(path: &Path, frames: &[Vec<u8>]) -> std::io::Result<()> {
 pub fn decode(bytes: &[u8]) -> Result<Vec<Vec<u8>>, PcapError> {
     let err = |m: String| Err(PcapError(m));
     let Some(global) = bytes.get(..GLOBAL_LEN) else {
-        return err(format!("{} bytes: shorter than the pcap global header", bytes.len()));
+        return err(format!(
+            "{} bytes: shorter than the pcap global header",
+            bytes.len()
+        ));
     };
     let word = |b: &[u8], at: usize, le: bool| -> u32 {
         let mut w = [0u8; 4];

@@ -4,10 +4,22 @@
 //! `None` when no server is available (all weights zero, or no servers). It sees the flow key so
 //! that hashing schedulers can use it. Each worker has its own instance.
 
+mod lc;
+mod mh;
+mod nq;
 mod rr;
+mod sed;
+mod sh;
+mod wlc;
 mod wrr;
 
+pub use lc::LeastConnection;
+pub use mh::{MaglevHashing, MH_TABLE_SIZE};
+pub use nq::NeverQueue;
 pub use rr::RoundRobin;
+pub use sed::ShortestExpectedDelay;
+pub use sh::{SourceHashing, SH_TABLE_BITS};
+pub use wlc::WeightedLeastConnection;
 pub use wrr::WeightedRoundRobin;
 
 use crate::config::SchedulerKind;
@@ -29,9 +41,33 @@ pub fn new(kind: SchedulerKind, dests: &[Dest]) -> Box<dyn Scheduler> {
     let mut s: Box<dyn Scheduler> = match kind {
         SchedulerKind::Rr => Box::new(RoundRobin::default()),
         SchedulerKind::Wrr => Box::new(WeightedRoundRobin::default()),
+        SchedulerKind::Lc => Box::new(LeastConnection),
+        SchedulerKind::Wlc => Box::new(WeightedLeastConnection),
+        SchedulerKind::Sed => Box::new(ShortestExpectedDelay),
+        SchedulerKind::Nq => Box::new(NeverQueue),
+        SchedulerKind::Sh => Box::new(SourceHashing::default()),
+        SchedulerKind::Mh => Box::new(MaglevHashing::default()),
     };
     s.update(dests);
     s
+}
+
+/// A scheduler by its ipvsadm name (`rr`, `wrr`, `lc`, `wlc`, `sed`, `nq`, `sh`, `mh`),
+/// initialised for `dests`; `None` for a name we don't implement.
+pub fn by_name(name: &str, dests: &[Dest]) -> Option<Box<dyn Scheduler>> {
+    let mut s: Box<dyn Scheduler> = match name {
+        "rr" => Box::new(RoundRobin::default()),
+        "wrr" => Box::new(WeightedRoundRobin::default()),
+        "lc" => Box::new(LeastConnection),
+        "wlc" => Box::new(WeightedLeastConnection),
+        "sed" => Box::new(ShortestExpectedDelay),
+        "nq" => Box::new(NeverQueue),
+        "sh" => Box::new(SourceHashing::default()),
+        "mh" => Box::new(MaglevHashing::default()),
+        _ => return None,
+    };
+    s.update(dests);
+    Some(s)
 }
 
 #[cfg(test)]
@@ -49,6 +85,7 @@ pub(crate) mod testutil {
                 weight: *w,
                 index: i as u16,
                 active: 0,
+                inactive: 0,
             })
             .collect()
     }
@@ -72,5 +109,23 @@ pub(crate) mod testutil {
             }
         }
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+
+    #[test]
+    fn by_name_knows_every_scheduler() {
+        let d = dests(&[1, 2]);
+        for name in ["rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "mh"] {
+            let mut s = by_name(name, &d).unwrap();
+            assert_eq!(s.name(), name);
+            assert!(s.schedule(&d, &key(3)).is_some(), "{name}");
+            assert_eq!(s.schedule(&dests(&[0, 0]), &key(3)), None, "{name}");
+        }
+        assert!(by_name("dh", &d).is_none());
     }
 }

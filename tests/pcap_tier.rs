@@ -1,0 +1,1230 @@
+#![cfg(feature = "dpdk-tests")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The pcap tier: the real `rvs` binary on two DPDK `net_pcap` vdevs, fed from pcap files and
+//! judged by the pcap files it writes and by its `--stats-file` counters. Run as root:
+//! `cargo test --release --features dpdk-tests --test pcap_tier -- --test-threads=1`.
+//!
+//! One rvs run serves every test (each run costs a couple of seconds of EAL start-up and stats
+//! interval): the first test to ask builds the input pcaps, runs rvs until its `rx_packets`
+//! counter equals the number of input frames, stops it with SIGTERM and keeps what came out.
+//! Each `#[test]` then checks one behaviour of that run.
+//!
+//! What this tier relies on, found by running DPDK 22.11's pcap PMD:
+//! - `net_pcap` ports get the MAC `02:70:63:61:70:<n>` ("\x02pcap" and a per-process counter
+//!   of created pcap devices), so `net_pcap0` is `..:00` and `net_pcap1` is `..:01`. The run
+//!   checks rvs's start-up line against these before trusting anything else.
+//! - `rx_pcap` hands out frames as fast as `rx_burst` asks and then nothing; the `tx_pcap` file
+//!   is complete once rvs has closed its ports, and is written with nanosecond timestamps.
+//! - Ordering between the two input files: the worker polls the client port, then the server
+//!   port, in every loop iteration, so a reply in the server file can only overtake the client
+//!   frame that opens its flow if that frame sits further back in the client file than the
+//!   reply does in the server file (in bursts). The flow-opening frames are among the first ten
+//!   of the client file and every reply follows 40 frames for another MAC in the server file,
+//!   so each reply is read at least one burst after its flow exists. If this ever broke, the
+//!   reply would be dropped as `no_service` and the exact drop and output checks would say so.
+
+#[path = "common/pcap.rs"]
+mod pcap;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
+use serde_json::Value;
+
+type Mac = [u8; 6];
+type Ip = [u8; 4];
+
+// ---------------------------------------------------------------------------------------------
+// The lab: addresses, MACs, services.
+
+/// `net_pcap0`'s MAC (the client port).
+const CLIENT_PORT_MAC: Mac = [0x02, 0x70, 0x63, 0x61, 0x70, 0x00];
+/// `net_pcap1`'s MAC (the server port).
+const SERVER_PORT_MAC: Mac = [0x02, 0x70, 0x63, 0x61, 0x70, 0x01];
+const CLIENT_MAC: Mac = [0x02, 0, 0, 0, 0, 0x02];
+const SRV11_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0x11];
+const SRV12_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0x12];
+const SRV13_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0x13];
+/// Nobody's MAC: frames to it must be dropped as `other_mac`.
+const STRANGER_MAC: Mac = [0x02, 0, 0, 0, 0x99, 0x99];
+const BROADCAST: Mac = [0xff; 6];
+
+const CLIENT_PORT_ADDR: Ip = [203, 0, 113, 1];
+const SERVER_PORT_ADDR: Ip = [198, 51, 100, 1];
+const CLIENT: Ip = [203, 0, 113, 2];
+const VIP: Ip = [203, 0, 113, 100];
+const SRV11: Ip = [198, 51, 100, 11];
+const SRV12: Ip = [198, 51, 100, 12];
+const SRV13: Ip = [198, 51, 100, 13];
+
+/// Services: `web` (wrr 3:1, the distribution case), `app` (one server: the TCP NAT both ways),
+/// `dns` (UDP, one server), `trap` (only the TTL=1 SYN goes there: it must be refused before
+/// any server is scheduled, so this service must end with no connection).
+const SERVICES: &str = r#"
+[[neighbor]]
+port = "client"
+ip = "203.0.113.2"
+mac = "02:00:00:00:00:02"
+
+[[neighbor]]
+port = "server"
+ip = "198.51.100.11"
+mac = "02:00:00:00:01:11"
+
+[[neighbor]]
+port = "server"
+ip = "198.51.100.12"
+mac = "02:00:00:00:01:12"
+
+[[neighbor]]
+port = "server"
+ip = "198.51.100.13"
+mac = "02:00:00:00:01:13"
+
+[[service]]
+name = "web"
+protocol = "tcp"
+vip = "203.0.113.100"
+port = 80
+scheduler = "wrr"
+
+[[service.server]]
+address = "198.51.100.11"
+port = 8080
+weight = 3
+
+[[service.server]]
+address = "198.51.100.12"
+port = 8080
+weight = 1
+
+[[service]]
+name = "app"
+protocol = "tcp"
+vip = "203.0.113.100"
+port = 443
+
+[[service.server]]
+address = "198.51.100.13"
+port = 8443
+
+[[service]]
+name = "dns"
+protocol = "udp"
+vip = "203.0.113.100"
+port = 53
+scheduler = "rr"
+
+[[service.server]]
+address = "198.51.100.13"
+port = 5353
+
+[[service]]
+name = "trap"
+protocol = "tcp"
+vip = "203.0.113.100"
+port = 7000
+
+[[service.server]]
+address = "198.51.100.13"
+port = 7000
+"#;
+
+// IP identifications: every IPv4 frame we send is tagged, and NAT keeps the tag.
+const ID_PING_VIP: u16 = 0x0101;
+const ID_PING_PORT: u16 = 0x0102;
+const ID_APP_SYN: u16 = 0x0201;
+const ID_APP_SYNACK: u16 = 0x0202;
+const ID_U1: u16 = 0x0301;
+const ID_U2: u16 = 0x0302;
+const ID_U3: u16 = 0x0303;
+const ID_R1: u16 = 0x0311;
+const ID_R2: u16 = 0x0312;
+const ID_WEB: u16 = 0x1000;
+const ID_BAD: u16 = 0x0400;
+const ID_JUNK: u16 = 0x0500;
+
+const WEB_SYNS: u16 = 40;
+/// Which of the web SYNs arrives in a padded 60-byte frame.
+const PADDED_WEB_SYN: u16 = 1;
+const JUNK_FRAMES: u16 = 40;
+
+const APP_CPORT: u16 = 30000;
+const APP_ISN: u32 = 0x1234_5678;
+const APP_SERVER_ISN: u32 = 0x9abc_def0;
+const WEB_CPORT: u16 = 20000;
+const U1_CPORT: u16 = 5001;
+const U2_CPORT: u16 = 5002;
+const U3_CPORT: u16 = 5003;
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+
+const ETH_IPV4: u16 = 0x0800;
+const ETH_ARP: u16 = 0x0806;
+const ETH_VLAN: u16 = 0x8100;
+const ETH_IPV6: u16 = 0x86dd;
+const PROTO_ICMP: u8 = 1;
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+
+// ---------------------------------------------------------------------------------------------
+// Frame builders (our own, so malformed frames are easy; etherparse judges what comes out).
+
+fn ones_sum(data: &[u8]) -> u32 {
+    let mut s: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s
+}
+
+fn fold_add(a: u32, b: u32) -> u32 {
+    ones_sum(&[(a >> 8) as u8, a as u8, (b >> 8) as u8, b as u8])
+}
+
+fn checksum(data: &[u8]) -> u16 {
+    !(ones_sum(data) as u16)
+}
+
+/// TCP/UDP checksum over the pseudo-header and `seg` (whose checksum field must be zero).
+fn l4_checksum(src: Ip, dst: Ip, proto: u8, seg: &[u8]) -> u16 {
+    let mut pseudo = Vec::with_capacity(12);
+    pseudo.extend_from_slice(&src);
+    pseudo.extend_from_slice(&dst);
+    pseudo.extend_from_slice(&[0, proto]);
+    pseudo.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+    !(fold_add(ones_sum(&pseudo), ones_sum(seg)) as u16)
+}
+
+fn eth(dst: Mac, src: Mac, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An IPv4 datagram (no options, DF clear) with a correct header checksum.
+fn ipv4(src: Ip, dst: Ip, proto: u8, ttl: u8, id: u16, payload: &[u8]) -> Vec<u8> {
+    let total = (20 + payload.len()) as u16;
+    let mut d = vec![0x45, 0];
+    d.extend_from_slice(&total.to_be_bytes());
+    d.extend_from_slice(&id.to_be_bytes());
+    d.extend_from_slice(&[0, 0, ttl, proto, 0, 0]);
+    d.extend_from_slice(&src);
+    d.extend_from_slice(&dst);
+    fix_ip_checksum(&mut d);
+    d.extend_from_slice(payload);
+    d
+}
+
+fn fix_ip_checksum(d: &mut [u8]) {
+    d[10] = 0;
+    d[11] = 0;
+    let ihl = usize::from(d[0] & 0x0f) * 4;
+    let ck = checksum(&d[..ihl.max(20)]);
+    d[10..12].copy_from_slice(&ck.to_be_bytes());
+}
+
+fn tcp(src: Ip, dst: Ip, sport: u16, dport: u16, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
+    let mut s = Vec::with_capacity(20);
+    s.extend_from_slice(&sport.to_be_bytes());
+    s.extend_from_slice(&dport.to_be_bytes());
+    s.extend_from_slice(&seq.to_be_bytes());
+    s.extend_from_slice(&ack.to_be_bytes());
+    s.extend_from_slice(&[0x50, flags]);
+    s.extend_from_slice(&64240u16.to_be_bytes());
+    s.extend_from_slice(&[0, 0, 0, 0]);
+    let ck = l4_checksum(src, dst, PROTO_TCP, &s);
+    s[16..18].copy_from_slice(&ck.to_be_bytes());
+    s
+}
+
+/// A UDP datagram; `with_checksum` false sends checksum 0 ("none").
+fn udp(src: Ip, dst: Ip, sport: u16, dport: u16, payload: &[u8], with_checksum: bool) -> Vec<u8> {
+    let mut s = Vec::with_capacity(8 + payload.len());
+    s.extend_from_slice(&sport.to_be_bytes());
+    s.extend_from_slice(&dport.to_be_bytes());
+    s.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    s.extend_from_slice(&[0, 0]);
+    s.extend_from_slice(payload);
+    if with_checksum {
+        let ck = match l4_checksum(src, dst, PROTO_UDP, &s) {
+            0 => 0xffff,
+            ck => ck,
+        };
+        s[6..8].copy_from_slice(&ck.to_be_bytes());
+    }
+    s
+}
+
+/// A TCP segment from the client, in a frame to the client port.
+fn client_tcp(dport: u16, sport: u16, id: u16, ttl: u8, flags: u8) -> Vec<u8> {
+    let seg = tcp(CLIENT, VIP, sport, dport, 1000 + u32::from(sport), 0, flags);
+    eth(
+        CLIENT_PORT_MAC,
+        CLIENT_MAC,
+        ETH_IPV4,
+        &ipv4(CLIENT, VIP, PROTO_TCP, ttl, id, &seg),
+    )
+}
+
+fn arp_request(src_mac: Mac, sender: Ip, target: Ip) -> Vec<u8> {
+    let mut a = vec![0, 1, 0x08, 0x00, 6, 4, 0, 1];
+    a.extend_from_slice(&src_mac);
+    a.extend_from_slice(&sender);
+    a.extend_from_slice(&[0; 6]);
+    a.extend_from_slice(&target);
+    eth(BROADCAST, src_mac, ETH_ARP, &a)
+}
+
+fn echo_request(dst: Ip, id: u16) -> Vec<u8> {
+    let mut m = vec![8, 0, 0, 0, 0x42, 0x42, 0, 7];
+    m.extend_from_slice(b"rvs pcap tier ping");
+    let ck = checksum(&m);
+    m[2..4].copy_from_slice(&ck.to_be_bytes());
+    eth(
+        CLIENT_PORT_MAC,
+        CLIENT_MAC,
+        ETH_IPV4,
+        &ipv4(CLIENT, dst, PROTO_ICMP, 64, id, &m),
+    )
+}
+
+/// A UDP payload whose checksum becomes zero once rvs has rewritten the destination to
+/// `SRV13:5353`: RFC 768 then requires 0xffff on the wire, never 0.
+fn payload_with_zero_checksum_after_dnat() -> Vec<u8> {
+    (0..=u16::MAX)
+        .map(|w| {
+            let mut p = b"zero".to_vec();
+            p.extend_from_slice(&w.to_be_bytes());
+            p
+        })
+        .find(|p| {
+            let s = udp(CLIENT, SRV13, U3_CPORT, 5353, p, false);
+            l4_checksum(CLIENT, SRV13, PROTO_UDP, &s) == 0
+        })
+        .expect("some 16-bit word zeroes the checksum")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scenario: what goes in, with a name for each malformed frame and its expected drop.
+
+struct Scenario {
+    client_in: Vec<Vec<u8>>,
+    server_in: Vec<Vec<u8>>,
+    /// (what, the frame as sent, the drop reason expected).
+    bad: Vec<(&'static str, Vec<u8>, &'static str)>,
+}
+
+fn scenario() -> Scenario {
+    let mut c = vec![
+        arp_request(CLIENT_MAC, CLIENT, VIP),
+        arp_request(CLIENT_MAC, CLIENT, CLIENT_PORT_ADDR),
+        // For an address that is not ours: learnt from, not answered.
+        arp_request(CLIENT_MAC, CLIENT, [203, 0, 113, 50]),
+        echo_request(VIP, ID_PING_VIP),
+        echo_request(CLIENT_PORT_ADDR, ID_PING_PORT),
+    ];
+    // Every flow-opening frame comes early in the client file (see the module doc on ordering).
+    let app_syn = tcp(CLIENT, VIP, APP_CPORT, 443, APP_ISN, 0, SYN);
+    c.push(eth(
+        CLIENT_PORT_MAC,
+        CLIENT_MAC,
+        ETH_IPV4,
+        &ipv4(CLIENT, VIP, PROTO_TCP, 64, ID_APP_SYN, &app_syn),
+    ));
+    for (id, cport, with_ck, payload) in [
+        (ID_U1, U1_CPORT, true, b"query one".to_vec()),
+        (ID_U2, U2_CPORT, false, b"query two, no checksum".to_vec()),
+        (
+            ID_U3,
+            U3_CPORT,
+            true,
+            payload_with_zero_checksum_after_dnat(),
+        ),
+    ] {
+        let u = udp(CLIENT, VIP, cport, 53, &payload, with_ck);
+        c.push(eth(
+            CLIENT_PORT_MAC,
+            CLIENT_MAC,
+            ETH_IPV4,
+            &ipv4(CLIENT, VIP, PROTO_UDP, 64, id, &u),
+        ));
+    }
+    for i in 0..WEB_SYNS {
+        let mut f = client_tcp(80, WEB_CPORT + i, ID_WEB + i, 64, SYN);
+        if i == PADDED_WEB_SYN {
+            // A minimum-size Ethernet frame: 54 bytes of headers and 6 bytes of padding, which
+            // must not reach the server.
+            assert_eq!(f.len(), 54);
+            f.extend_from_slice(&[0xee; 6]);
+        }
+        c.push(f);
+    }
+
+    let mut bad = Vec::new();
+    bad.push((
+        "truncated Ethernet header",
+        CLIENT_PORT_MAC
+            .iter()
+            .chain(&CLIENT_MAC[..4])
+            .copied()
+            .collect(),
+        "truncated",
+    ));
+    let mut f = client_tcp(80, 40001, ID_BAD + 1, 64, SYN);
+    f[14] = 0x44; // IHL 4: 16-byte header
+    fix_ip_checksum(&mut f[14..]);
+    bad.push(("IHL below 5", f, "bad_ip_header"));
+    let mut f = client_tcp(80, 40002, ID_BAD + 2, 64, SYN);
+    f[16..18].copy_from_slice(&60u16.to_be_bytes()); // 40 bytes present
+    fix_ip_checksum(&mut f[14..]);
+    // Counted as `truncated` (Ipv4Packet::new_checked's verdict), although DropReason's doc
+    // lists "total length inconsistent with the frame" under `bad_ip_header`.
+    bad.push(("IP total length beyond the frame", f, "truncated"));
+    let mut f = client_tcp(80, 40003, ID_BAD + 3, 64, SYN);
+    f[24] ^= 0x5a;
+    bad.push(("bad IP header checksum", f, "bad_ip_checksum"));
+    let mut f = client_tcp(80, 40004, ID_BAD + 4, 64, SYN);
+    f[14 + 20 + 12] = 0x40; // data offset 4
+    bad.push(("TCP data offset 4", f, "bad_l4_header"));
+    let mut f = client_tcp(80, 40005, ID_BAD + 5, 64, SYN);
+    f[14 + 6] = 0x20; // MF, offset 0: the first fragment, ports and all
+    fix_ip_checksum(&mut f[14..]);
+    bad.push(("first fragment (MF)", f, "fragment"));
+    let f = client_tcp(80, 40006, ID_BAD + 6, 64, SYN);
+    let mut tagged = f[..12].to_vec();
+    tagged.extend_from_slice(&ETH_VLAN.to_be_bytes());
+    tagged.extend_from_slice(&7u16.to_be_bytes());
+    tagged.extend_from_slice(&f[12..]);
+    bad.push(("802.1Q-tagged SYN", tagged, "vlan"));
+    bad.push((
+        "ACK to the VIP without a flow",
+        client_tcp(80, 40007, ID_BAD + 7, 64, ACK),
+        "not_syn",
+    ));
+    bad.push((
+        "SYN to a VIP port without a service",
+        client_tcp(81, 40008, ID_BAD + 8, 64, SYN),
+        "no_service",
+    ));
+    bad.push((
+        "SYN with TTL 1",
+        client_tcp(7000, 40009, ID_BAD + 9, 1, SYN),
+        "ttl_exceeded",
+    ));
+    let mut v6 = vec![0x60, 0, 0, 0, 0, 0, 59, 64];
+    v6.extend_from_slice(&[0x20; 32]);
+    bad.push((
+        "IPv6",
+        eth(CLIENT_PORT_MAC, CLIENT_MAC, ETH_IPV6, &v6),
+        "ethertype",
+    ));
+    c.extend(bad.iter().map(|(_, f, _)| f.clone()));
+
+    // Server side: 40 frames for somebody else first, so every reply is read at least two
+    // bursts after the client frame that opened its flow.
+    let mut s: Vec<Vec<u8>> = (0..JUNK_FRAMES)
+        .map(|i| {
+            let seg = tcp(SRV13, CLIENT, 9, 9, 0, 0, ACK);
+            eth(
+                STRANGER_MAC,
+                SRV13_MAC,
+                ETH_IPV4,
+                &ipv4(SRV13, CLIENT, PROTO_TCP, 64, ID_JUNK + i, &seg),
+            )
+        })
+        .collect();
+    s.push(arp_request(SRV13_MAC, SRV13, SERVER_PORT_ADDR));
+    let synack = tcp(
+        SRV13,
+        CLIENT,
+        8443,
+        APP_CPORT,
+        APP_SERVER_ISN,
+        APP_ISN + 1,
+        SYN | ACK,
+    );
+    s.push(eth(
+        SERVER_PORT_MAC,
+        SRV13_MAC,
+        ETH_IPV4,
+        &ipv4(SRV13, CLIENT, PROTO_TCP, 64, ID_APP_SYNACK, &synack),
+    ));
+    for (id, cport, with_ck, payload) in [
+        (ID_R1, U1_CPORT, true, &b"answer one"[..]),
+        (ID_R2, U2_CPORT, false, &b"answer two, no checksum"[..]),
+    ] {
+        let u = udp(SRV13, CLIENT, 5353, cport, payload, with_ck);
+        s.push(eth(
+            SERVER_PORT_MAC,
+            SRV13_MAC,
+            ETH_IPV4,
+            &ipv4(SRV13, CLIENT, PROTO_UDP, 64, id, &u),
+        ));
+    }
+    Scenario {
+        client_in: c,
+        server_in: s,
+        bad,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running rvs.
+
+/// One finished run: what rvs sent on each port, its final stats file and its stdout.
+struct Outcome {
+    scenario: Scenario,
+    client_out: Vec<Vec<u8>>,
+    server_out: Vec<Vec<u8>>,
+    stats: Value,
+    stdout: String,
+}
+
+/// A temp directory and a running rvs, both cleaned up however the test ends.
+struct Run {
+    dir: PathBuf,
+    prefix: String,
+    child: Option<Child>,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // The EAL's runtime directory for our --file-prefix (config and fbarray files).
+        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
+    }
+}
+
+impl Run {
+    fn new(name: &str) -> Run {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let tag = format!(
+            "{}-{}-{name}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = std::env::temp_dir().join(format!("rvs-pcap-tier-{tag}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Run {
+            dir,
+            prefix: format!("rvs-pcap-{tag}"),
+            child: None,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn config(&self) -> String {
+        let p = |n: &str| self.path(n).display().to_string();
+        format!(
+            r#"[eal]
+args = ["-l", "0-1", "--no-huge", "-m", "256", "--file-prefix", "{prefix}", "--log-level", "*:warning"]
+
+[stats]
+interval_secs = 1
+
+[[port]]
+name = "client"
+vdev = "net_pcap0,rx_pcap={ci},tx_pcap={co}"
+address = "203.0.113.1/24"
+
+[[port]]
+name = "server"
+vdev = "net_pcap1,rx_pcap={si},tx_pcap={so}"
+address = "198.51.100.1/24"
+{SERVICES}"#,
+            prefix = self.prefix,
+            ci = p("client-in.pcap"),
+            co = p("client-out.pcap"),
+            si = p("server-in.pcap"),
+            so = p("server-out.pcap"),
+        )
+    }
+
+    fn logs(&self) -> String {
+        let out = std::fs::read_to_string(self.path("stdout.txt")).unwrap_or_default();
+        let err = std::fs::read_to_string(self.path("stderr.txt")).unwrap_or_default();
+        format!("--- rvs stdout ---\n{out}--- rvs stderr ---\n{err}")
+    }
+
+    fn stats(&self) -> Option<Value> {
+        let text = std::fs::read_to_string(self.path("stats.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Run rvs over `sc`'s inputs until it has received every frame, stop it, collect.
+    fn execute(mut self, sc: Scenario) -> Result<Outcome, String> {
+        pcap::write(&self.path("client-in.pcap"), &sc.client_in).unwrap();
+        pcap::write(&self.path("server-in.pcap"), &sc.server_in).unwrap();
+        std::fs::write(self.path("rvs.toml"), self.config()).unwrap();
+        let expected_rx = (sc.client_in.len() + sc.server_in.len()) as u64;
+
+        let child = Command::new(env!("CARGO_BIN_EXE_rvs"))
+            .arg("run")
+            .arg("--config")
+            .arg(self.path("rvs.toml"))
+            .arg("--stats-file")
+            .arg(self.path("stats.json"))
+            .stdin(Stdio::null())
+            .stdout(File::create(self.path("stdout.txt")).unwrap())
+            .stderr(File::create(self.path("stderr.txt")).unwrap())
+            .spawn()
+            .map_err(|e| format!("cannot start rvs: {e}"))?;
+        let pid = child.id();
+        self.child = Some(child);
+
+        // Wait until every input frame has been received (the stats file is rewritten every
+        // second; the worker publishes its counters after flushing the frames it sent).
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(st)) = self.child.as_mut().unwrap().try_wait() {
+                return Err(format!("rvs exited early ({st})\n{}", self.logs()));
+            }
+            let rx = self
+                .stats()
+                .and_then(|v| v["counters"]["rx_packets"].as_u64());
+            match rx {
+                Some(n) if n == expected_rx => break,
+                Some(n) if n > expected_rx => {
+                    return Err(format!(
+                        "rvs received {n} frames but the pcaps hold {expected_rx}\n{}",
+                        self.logs()
+                    ))
+                }
+                _ if Instant::now() > deadline => {
+                    return Err(format!(
+                        "rvs did not receive all {expected_rx} frames within 15 s (last rx_packets {rx:?})\n{}",
+                        self.logs()
+                    ))
+                }
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .map_err(|e| format!("cannot run kill: {e}"))?;
+        if !killed.success() {
+            return Err(format!("kill -TERM {pid} failed\n{}", self.logs()));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                break st;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "rvs did not stop within 10 s of SIGTERM (killed)\n{}",
+                    self.logs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if !status.success() {
+            return Err(format!("rvs exited with {status}\n{}", self.logs()));
+        }
+
+        let stdout = std::fs::read_to_string(self.path("stdout.txt")).unwrap_or_default();
+        for (name, mac) in [("client", CLIENT_PORT_MAC), ("server", SERVER_PORT_MAC)] {
+            let want = format!("mac {}", mac_str(mac));
+            let line = stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("rvs: port {name} = ")));
+            if !line.is_some_and(|l| l.contains(&want)) {
+                return Err(format!(
+                    "port {name}: expected the net_pcap MAC `{want}` (the input frames are built for it), got {line:?}\n{}",
+                    self.logs()
+                ));
+            }
+        }
+        let stats = self
+            .stats()
+            .ok_or_else(|| format!("no readable final stats file\n{}", self.logs()))?;
+        if stats["final"] != Value::Bool(true) {
+            return Err(format!(
+                "the stats file is not the final one: {stats}\n{}",
+                self.logs()
+            ));
+        }
+        let read = |n: &str| pcap::read(&self.path(n)).map_err(|e| format!("{n}: {e}"));
+        Ok(Outcome {
+            client_out: read("client-out.pcap")?,
+            server_out: read("server-out.pcap")?,
+            scenario: sc,
+            stats,
+            stdout,
+        })
+    }
+}
+
+fn outcome() -> &'static Outcome {
+    static RUN: OnceLock<Result<Outcome, String>> = OnceLock::new();
+    match RUN.get_or_init(|| Run::new("main").execute(scenario())) {
+        Ok(o) => o,
+        Err(e) => panic!("the rvs run failed: {e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading what came out.
+
+fn mac_str(m: Mac) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn hex(f: &[u8]) -> String {
+    f.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An IPv4 frame as etherparse reads it, after its checksums were verified.
+#[derive(Debug)]
+struct IpFrame {
+    len: usize,
+    eth_src: Mac,
+    eth_dst: Mac,
+    src: Ip,
+    dst: Ip,
+    ttl: u8,
+    id: u16,
+    total_len: u16,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    /// TCP/UDP checksum as sent.
+    l4_checksum: u16,
+    syn: bool,
+    ack: bool,
+    seq: u32,
+    ack_no: u32,
+    icmp_type: u8,
+    payload: Vec<u8>,
+}
+
+/// Decode an IPv4 frame with etherparse and verify every checksum it carries (a UDP checksum
+/// of 0 means "none" and is returned as is). Panics with the frame's bytes on any error.
+fn ip_frame(f: &[u8]) -> IpFrame {
+    let s = SlicedPacket::from_ethernet(f)
+        .unwrap_or_else(|e| panic!("etherparse refuses {}: {e}", hex(f)));
+    let Some(LinkSlice::Ethernet2(e)) = &s.link else {
+        panic!("not Ethernet II: {}", hex(f))
+    };
+    let Some(NetSlice::Ipv4(ip)) = &s.net else {
+        panic!("not IPv4: {}", hex(f))
+    };
+    let h = ip.header();
+    assert_eq!(
+        h.to_header().calc_header_checksum(),
+        h.header_checksum(),
+        "IP header checksum of {}",
+        hex(f)
+    );
+    let mut out = IpFrame {
+        len: f.len(),
+        eth_src: e.source(),
+        eth_dst: e.destination(),
+        src: h.source(),
+        dst: h.destination(),
+        ttl: h.ttl(),
+        id: h.identification(),
+        total_len: h.total_len(),
+        proto: h.protocol().0,
+        sport: 0,
+        dport: 0,
+        l4_checksum: 0,
+        syn: false,
+        ack: false,
+        seq: 0,
+        ack_no: 0,
+        icmp_type: 0,
+        payload: Vec::new(),
+    };
+    match &s.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            let want = t
+                .to_header()
+                .calc_checksum_ipv4_raw(h.source(), h.destination(), t.payload())
+                .unwrap();
+            assert_eq!(want, t.checksum(), "TCP checksum of {}", hex(f));
+            out.sport = t.source_port();
+            out.dport = t.destination_port();
+            out.l4_checksum = t.checksum();
+            out.syn = t.syn();
+            out.ack = t.ack();
+            out.seq = t.sequence_number();
+            out.ack_no = t.acknowledgment_number();
+            out.payload = t.payload().to_vec();
+        }
+        Some(TransportSlice::Udp(u)) => {
+            if u.checksum() != 0 {
+                let want = u
+                    .to_header()
+                    .calc_checksum_ipv4_raw(h.source(), h.destination(), u.payload())
+                    .unwrap();
+                assert_eq!(want, u.checksum(), "UDP checksum of {}", hex(f));
+            }
+            out.sport = u.source_port();
+            out.dport = u.destination_port();
+            out.l4_checksum = u.checksum();
+            out.payload = u.payload().to_vec();
+        }
+        Some(TransportSlice::Icmpv4(i)) => {
+            assert_eq!(
+                i.icmp_type().calc_checksum(i.payload()),
+                i.checksum(),
+                "ICMP checksum of {}",
+                hex(f)
+            );
+            // Our own sum over the whole message must also come out as 0xffff.
+            assert_eq!(ones_sum(i.slice()), 0xffff, "ICMP sum of {}", hex(f));
+            out.icmp_type = i.type_u8();
+            out.payload = i.slice().to_vec();
+        }
+        _ => panic!("no TCP, UDP or ICMP in {}", hex(f)),
+    }
+    out
+}
+
+/// An ARP frame's fields.
+#[derive(Debug, PartialEq, Eq)]
+struct ArpFrame {
+    eth_dst: Mac,
+    eth_src: Mac,
+    op: u16,
+    sha: Mac,
+    spa: Ip,
+    tha: Mac,
+    tpa: Ip,
+}
+
+fn arp_frame(f: &[u8]) -> Option<ArpFrame> {
+    if f.len() < 42 || f[12..14] != ETH_ARP.to_be_bytes() {
+        return None;
+    }
+    assert_eq!(&f[14..20], &[0, 1, 8, 0, 6, 4], "ARP for Ethernet/IPv4");
+    let mac = |at: usize| -> Mac { f[at..at + 6].try_into().unwrap() };
+    let ip = |at: usize| -> Ip { f[at..at + 4].try_into().unwrap() };
+    Some(ArpFrame {
+        eth_dst: mac(0),
+        eth_src: mac(6),
+        op: u16::from_be_bytes([f[20], f[21]]),
+        sha: mac(22),
+        spa: ip(28),
+        tha: mac(32),
+        tpa: ip(38),
+    })
+}
+
+fn is_ipv4(f: &[u8]) -> bool {
+    f.len() >= 34 && f[12..14] == ETH_IPV4.to_be_bytes()
+}
+
+/// The IPv4 frame tagged `id` among `frames`; exactly one must be there.
+fn by_id(frames: &[Vec<u8>], id: u16) -> IpFrame {
+    let found: Vec<IpFrame> = frames
+        .iter()
+        .filter(|f| is_ipv4(f) && u16::from_be_bytes([f[18], f[19]]) == id)
+        .map(|f| ip_frame(f))
+        .collect();
+    assert_eq!(found.len(), 1, "frames with IP id {id:#06x}: {found:?}");
+    found.into_iter().next().unwrap()
+}
+
+/// A short label per output frame: `arp <op> <spa>` or `ip <id>`.
+fn label(f: &[u8]) -> String {
+    if let Some(a) = arp_frame(f) {
+        format!("arp {} {}", a.op, Ipv4Addr::from(a.spa))
+    } else if is_ipv4(f) {
+        format!("ip {:#06x}", u16::from_be_bytes([f[18], f[19]]))
+    } else {
+        format!("other {}", hex(f))
+    }
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+fn service<'a>(stats: &'a Value, name: &str) -> &'a Value {
+    stats["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no service {name} in {stats}"))
+}
+
+fn input_frame(frames: &[Vec<u8>], id: u16) -> &[u8] {
+    frames
+        .iter()
+        .find(|f| is_ipv4(f) && u16::from_be_bytes([f[18], f[19]]) == id)
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases.
+
+/// Case 1: a client SYN to VIP:443 leaves the server port to the server, rewritten and
+/// re-checksummed.
+#[test]
+fn tcp_syn_is_dnatted_to_the_server() {
+    let o = outcome();
+    let f = by_id(&o.server_out, ID_APP_SYN);
+    let sent = ip_frame(input_frame(&o.scenario.client_in, ID_APP_SYN));
+    assert_eq!(f.eth_src, SERVER_PORT_MAC, "from the server port");
+    assert_eq!(f.eth_dst, SRV13_MAC, "to the static neighbour's MAC");
+    assert_eq!((f.src, f.sport), (CLIENT, APP_CPORT), "source unchanged");
+    assert_eq!((f.dst, f.dport), (SRV13, 8443), "destination = the server");
+    assert_eq!(f.ttl, sent.ttl - 1, "TTL decremented");
+    assert_eq!(
+        (f.proto, f.syn, f.ack, f.seq),
+        (PROTO_TCP, true, false, APP_ISN)
+    );
+    assert_eq!(f.len, sent.len);
+    assert_ne!(f.l4_checksum, sent.l4_checksum, "the checksum was patched");
+
+    let app = service(&o.stats, "app");
+    assert_eq!(app["counters"]["conns"], 1);
+    assert_eq!(app["counters"]["pkts_in"], 1);
+    assert_eq!(app["counters"]["bytes_in"], f.len);
+}
+
+/// Case 2: the server's SYN-ACK leaves the client port from VIP:443.
+#[test]
+fn tcp_reply_is_snatted_to_the_vip() {
+    let o = outcome();
+    let f = by_id(&o.client_out, ID_APP_SYNACK);
+    assert_eq!(f.eth_src, CLIENT_PORT_MAC);
+    assert_eq!(f.eth_dst, CLIENT_MAC);
+    assert_eq!((f.src, f.sport), (VIP, 443), "source = the VIP");
+    assert_eq!(
+        (f.dst, f.dport),
+        (CLIENT, APP_CPORT),
+        "destination unchanged"
+    );
+    assert_eq!(f.ttl, 63);
+    assert!(f.syn && f.ack);
+    assert_eq!((f.seq, f.ack_no), (APP_SERVER_ISN, APP_ISN + 1));
+
+    let app = service(&o.stats, "app");
+    assert_eq!(app["counters"]["pkts_out"], 1);
+    assert_eq!(app["counters"]["bytes_out"], f.len);
+    assert_eq!(
+        o.stats["counters"]["nat_out_packets"], 3,
+        "SYN-ACK and two UDP replies"
+    );
+}
+
+/// Case 3: UDP both ways. A checksum is patched, a zero checksum stays zero, and a patched
+/// checksum that comes out zero is sent as 0xffff.
+#[test]
+fn udp_nat_both_ways_with_and_without_checksum() {
+    let o = outcome();
+    for (id, cport, payload) in [
+        (ID_U1, U1_CPORT, &b"query one"[..]),
+        (ID_U2, U2_CPORT, &b"query two, no checksum"[..]),
+    ] {
+        let f = by_id(&o.server_out, id);
+        assert_eq!((f.eth_src, f.eth_dst), (SERVER_PORT_MAC, SRV13_MAC));
+        assert_eq!(
+            (f.src, f.sport, f.dst, f.dport),
+            (CLIENT, cport, SRV13, 5353)
+        );
+        assert_eq!((f.proto, f.ttl), (PROTO_UDP, 63));
+        assert_eq!(f.payload, payload);
+    }
+    assert_ne!(by_id(&o.server_out, ID_U1).l4_checksum, 0);
+    assert_eq!(
+        by_id(&o.server_out, ID_U2).l4_checksum,
+        0,
+        "no checksum stays none"
+    );
+
+    let f = by_id(&o.server_out, ID_U3);
+    assert_eq!((f.dst, f.dport), (SRV13, 5353));
+    assert_eq!(
+        f.l4_checksum, 0xffff,
+        "a computed zero UDP checksum goes out as 0xffff (RFC 768)"
+    );
+
+    for (id, cport, payload, with_ck) in [
+        (ID_R1, U1_CPORT, &b"answer one"[..], true),
+        (ID_R2, U2_CPORT, &b"answer two, no checksum"[..], false),
+    ] {
+        let f = by_id(&o.client_out, id);
+        assert_eq!((f.eth_src, f.eth_dst), (CLIENT_PORT_MAC, CLIENT_MAC));
+        assert_eq!((f.src, f.sport, f.dst, f.dport), (VIP, 53, CLIENT, cport));
+        assert_eq!(f.ttl, 63);
+        assert_eq!(f.payload, payload);
+        assert_eq!(f.l4_checksum != 0, with_ck, "reply {id:#06x} checksum");
+    }
+
+    let dns = service(&o.stats, "dns");
+    assert_eq!(dns["counters"]["conns"], 3);
+    assert_eq!(dns["counters"]["pkts_in"], 3);
+    assert_eq!(dns["counters"]["pkts_out"], 2);
+}
+
+/// Case 4: wrr 3:1 over 40 new connections: exactly 30 and 10, interleaved as IPVS does
+/// (A A A B per cycle), each to its own neighbour MAC, each SYN otherwise untouched.
+#[test]
+fn wrr_distributes_by_weight() {
+    let o = outcome();
+    let web: Vec<IpFrame> = o
+        .server_out
+        .iter()
+        .filter(|f| is_ipv4(f))
+        .map(|f| ip_frame(f))
+        .filter(|f| (ID_WEB..ID_WEB + WEB_SYNS).contains(&f.id))
+        .collect();
+    assert_eq!(web.len(), usize::from(WEB_SYNS));
+    let mut order = Vec::new();
+    for (i, f) in web.iter().enumerate() {
+        assert_eq!(f.id, ID_WEB + i as u16, "forwarded in arrival order");
+        let mac = match f.dst {
+            SRV11 => SRV11_MAC,
+            SRV12 => SRV12_MAC,
+            other => panic!("web SYN {i} went to {}", Ipv4Addr::from(other)),
+        };
+        assert_eq!((f.eth_src, f.eth_dst), (SERVER_PORT_MAC, mac));
+        assert_eq!((f.src, f.sport), (CLIENT, WEB_CPORT + i as u16));
+        assert_eq!(f.dport, 8080);
+        assert_eq!(f.ttl, 63);
+        assert!(f.syn && !f.ack);
+        order.push(f.dst[3]);
+    }
+    let to11 = order.iter().filter(|d| **d == 11).count();
+    assert_eq!((to11, order.len() - to11), (30, 10), "order: {order:?}");
+    let ipvs: Vec<u8> = [11, 11, 11, 12].repeat(10);
+    assert_eq!(order, ipvs, "IPVS wrr order");
+
+    let svc = service(&o.stats, "web");
+    assert_eq!(svc["counters"]["conns"], 40);
+    assert_eq!(svc["counters"]["pkts_in"], 40);
+    let servers = svc["servers"].as_array().unwrap();
+    assert_eq!(servers[0]["address"], "198.51.100.11");
+    assert_eq!(servers[0]["counters"]["conns"], 30);
+    assert_eq!(servers[1]["counters"]["conns"], 10);
+    assert_eq!(servers[0]["counters"]["pkts_in"], 30);
+    assert_eq!(servers[1]["counters"]["pkts_in"], 10);
+}
+
+/// Case 5: malformed and unwanted frames are dropped, each counted under its reason; the drop
+/// map matches exactly (every other reason is zero) and none of them is forwarded.
+#[test]
+fn malformed_frames_are_dropped_by_reason() {
+    let o = outcome();
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, _, reason) in &o.scenario.bad {
+        *want.entry((*reason).to_string()).or_default() += 1;
+    }
+    *want.entry("other_mac".into()).or_default() += u64::from(JUNK_FRAMES);
+    // The request for 203.0.113.50 is not ours to answer.
+    *want.entry("arp_ignored".into()).or_default() += 1;
+
+    let drops = o.stats["drops"].as_object().unwrap();
+    for k in want.keys() {
+        assert!(drops.contains_key(k), "rvs has no drop reason `{k}`");
+    }
+    let got: BTreeMap<String, u64> = drops
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .filter(|(_, v)| *v != 0)
+        .collect();
+    let cases: Vec<String> = o
+        .scenario
+        .bad
+        .iter()
+        .map(|(what, _, r)| format!("{what} -> {r}"))
+        .collect();
+    assert_eq!(got, want, "drops; frames sent:\n{}", cases.join("\n"));
+    // The TTL=1 SYN is refused before scheduling: its service got no connection at all.
+    assert_eq!(
+        service(&o.stats, "trap")["counters"]["conns"],
+        0,
+        "a TTL=1 SYN left a flow"
+    );
+
+    for f in o.client_out.iter().chain(&o.server_out) {
+        if is_ipv4(f) {
+            let id = u16::from_be_bytes([f[18], f[19]]);
+            assert!(
+                !(ID_BAD..ID_BAD + 0x100).contains(&id)
+                    && !(ID_JUNK..ID_JUNK + 0x100).contains(&id),
+                "a dropped frame came out: {}",
+                hex(f)
+            );
+        }
+    }
+}
+
+/// Case 6: a gratuitous ARP per owned address at start; ARP requests for the VIP and for a
+/// port address are answered out of the port they came in on; ICMP echo to the VIP and to the
+/// port address is answered.
+#[test]
+fn arp_and_icmp_echo_are_answered() {
+    let o = outcome();
+    let garp = |mac: Mac, ip: Ip| ArpFrame {
+        eth_dst: BROADCAST,
+        eth_src: mac,
+        op: 1,
+        sha: mac,
+        spa: ip,
+        tha: [0; 6],
+        tpa: ip,
+    };
+    let reply = |mac: Mac, ip: Ip, to_mac: Mac, to_ip: Ip| ArpFrame {
+        eth_dst: to_mac,
+        eth_src: mac,
+        op: 2,
+        sha: mac,
+        spa: ip,
+        tha: to_mac,
+        tpa: to_ip,
+    };
+    // The gratuitous ARPs are sent before anything is received: they lead each file.
+    let c: Vec<ArpFrame> = o.client_out.iter().filter_map(|f| arp_frame(f)).collect();
+    let s: Vec<ArpFrame> = o.server_out.iter().filter_map(|f| arp_frame(f)).collect();
+    assert_eq!(
+        c,
+        vec![
+            garp(CLIENT_PORT_MAC, CLIENT_PORT_ADDR),
+            garp(CLIENT_PORT_MAC, VIP),
+            reply(CLIENT_PORT_MAC, VIP, CLIENT_MAC, CLIENT),
+            reply(CLIENT_PORT_MAC, CLIENT_PORT_ADDR, CLIENT_MAC, CLIENT),
+        ]
+    );
+    assert_eq!(
+        s,
+        vec![
+            garp(SERVER_PORT_MAC, SERVER_PORT_ADDR),
+            reply(SERVER_PORT_MAC, SERVER_PORT_ADDR, SRV13_MAC, SRV13),
+        ]
+    );
+    assert!(arp_frame(&o.client_out[0]).is_some() && arp_frame(&o.client_out[1]).is_some());
+    assert!(arp_frame(&o.server_out[0]).is_some());
+    assert_eq!(o.stats["counters"]["garp_sent"], 3);
+    assert_eq!(o.stats["counters"]["arp_replies_sent"], 3);
+
+    for (id, addr) in [(ID_PING_VIP, VIP), (ID_PING_PORT, CLIENT_PORT_ADDR)] {
+        let req = ip_frame(input_frame(&o.scenario.client_in, id));
+        let f = by_id(&o.client_out, id);
+        assert_eq!((f.eth_src, f.eth_dst), (CLIENT_PORT_MAC, CLIENT_MAC));
+        assert_eq!((f.src, f.dst), (addr, CLIENT));
+        assert_eq!((f.proto, f.icmp_type, f.ttl), (PROTO_ICMP, 0, 64));
+        assert_eq!(
+            f.payload[4..],
+            req.payload[4..],
+            "identifier, sequence and data echoed"
+        );
+        assert_eq!(f.len, req.len);
+    }
+    assert_eq!(o.stats["counters"]["icmp_echo_replies"], 2);
+}
+
+/// Case 7: a 60-byte frame carrying a 40-byte SYN: the 6 padding bytes are not forwarded.
+#[test]
+fn ethernet_padding_is_trimmed() {
+    let o = outcome();
+    let id = ID_WEB + PADDED_WEB_SYN;
+    assert_eq!(input_frame(&o.scenario.client_in, id).len(), 60);
+    let f = by_id(&o.server_out, id);
+    assert_eq!(f.total_len, 40);
+    assert_eq!(f.len, 54, "forwarded frame is headers only");
+    assert!(f.payload.is_empty());
+}
+
+/// Everything: each port sent exactly the frames expected, nothing more, and the counters agree.
+#[test]
+fn output_is_exactly_what_is_expected() {
+    let o = outcome();
+    let ip = |id: u16| format!("ip {id:#06x}");
+    let arp = |op: u16, a: Ip| format!("arp {op} {}", Ipv4Addr::from(a));
+    let client = vec![
+        arp(1, CLIENT_PORT_ADDR),
+        arp(1, VIP),
+        arp(2, VIP),
+        arp(2, CLIENT_PORT_ADDR),
+        ip(ID_PING_VIP),
+        ip(ID_PING_PORT),
+        ip(ID_APP_SYNACK),
+        ip(ID_R1),
+        ip(ID_R2),
+    ];
+    let mut server = vec![
+        arp(1, SERVER_PORT_ADDR),
+        arp(2, SERVER_PORT_ADDR),
+        ip(ID_APP_SYN),
+        ip(ID_U1),
+        ip(ID_U2),
+        ip(ID_U3),
+    ];
+    server.extend((0..WEB_SYNS).map(|i| ip(ID_WEB + i)));
+    let got_c: Vec<String> = o.client_out.iter().map(|f| label(f)).collect();
+    let got_s: Vec<String> = o.server_out.iter().map(|f| label(f)).collect();
+    assert_eq!(sorted(got_c), sorted(client.clone()), "client port output");
+    assert_eq!(sorted(got_s), sorted(server.clone()), "server port output");
+
+    let n = |k: &str| o.stats["counters"][k].as_u64().unwrap();
+    let rx = o.scenario.client_in.len() + o.scenario.server_in.len();
+    let tx = client.len() + server.len();
+    assert_eq!(n("rx_packets") as usize, rx);
+    let rx_bytes: usize = o
+        .scenario
+        .client_in
+        .iter()
+        .chain(&o.scenario.server_in)
+        .map(Vec::len)
+        .sum();
+    assert_eq!(n("rx_bytes") as usize, rx_bytes);
+    assert_eq!(n("tx_packets") as usize, tx);
+    let tx_bytes: usize = o.client_out.iter().chain(&o.server_out).map(Vec::len).sum();
+    assert_eq!(n("tx_bytes") as usize, tx_bytes);
+    assert_eq!(n("nat_in_packets"), u64::from(WEB_SYNS) + 4);
+
+    let ports = o.stats["ports"].as_array().unwrap();
+    let port = |name: &str| ports.iter().find(|p| p["name"] == name).unwrap();
+    assert_eq!(port("client")["ipackets"], o.scenario.client_in.len());
+    assert_eq!(port("server")["ipackets"], o.scenario.server_in.len());
+    assert_eq!(port("client")["opackets"], client.len());
+    assert_eq!(port("server")["opackets"], server.len());
+    assert!(o.stdout.contains("rvs: final counters"), "{}", o.stdout);
+}
+
+/// The tier's own pcap code: what it writes, it reads back.
+#[test]
+fn pcap_round_trip() {
+    let frames = vec![vec![1u8, 2, 3], Vec::new(), vec![0xff; 1514]];
+    assert_eq!(pcap::decode(&pcap::encode(&frames)).unwrap(), frames);
+    let mut cut = pcap::encode(&frames);
+    cut.truncate(cut.len() - 1);
+    assert!(pcap::decode(&cut).is_err());
+    assert!(pcap::decode(&[0; 24]).is_err());
+}
