@@ -2,12 +2,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The pcap tier: the real `rvs` binary on two DPDK `net_pcap` vdevs, fed from pcap files and
 //! judged by the pcap files it writes and by its `--stats-file` counters. Run as root:
-//! `cargo test --release --features dpdk-tests --test pcap_tier -- --test-threads=1`.
+//! `cargo test --release --features dpdk-tests,lab-tests --test pcap_tier -- --test-threads=1`.
 //!
-//! One rvs run serves every test (each run costs a couple of seconds of EAL start-up and stats
-//! interval): the first test to ask builds the input pcaps, runs rvs until its `rx_packets`
-//! counter equals the number of input frames, stops it with SIGTERM and keeps what came out.
-//! Each `#[test]` then checks one behaviour of that run.
+//! One rvs run serves every single-worker test (each run costs a couple of seconds of EAL
+//! start-up and stats interval): the first test to ask builds the input pcaps, runs rvs until
+//! its `rx_packets` counter equals the number of input frames, stops it with SIGTERM and keeps
+//! what came out.
+//! Each `#[test]` then checks one behaviour of that run. A second run, with two workers and two
+//! queues per port, serves the `mw_*` tests: the test puts each frame on the queue it chooses
+//! and checks handover between workers (see "The two-worker run" below for its layout and
+//! ordering argument).
 //!
 //! What this tier relies on, found by running DPDK 22.11's pcap PMD:
 //! - `net_pcap` ports get the MAC `02:70:63:61:70:<n>` ("\x02pcap" and a per-process counter
@@ -581,7 +585,21 @@ address = "198.51.100.1/24"
         pcap::write(&self.path("server-in.pcap"), &sc.server_in).unwrap();
         std::fs::write(self.path("rvs.toml"), self.config()).unwrap();
         let expected_rx = (sc.client_in.len() + sc.server_in.len()) as u64;
+        let (stats, stdout) = self.run_to_completion(expected_rx)?;
+        let read = |n: &str| pcap::read(&self.path(n)).map_err(|e| format!("{n}: {e}"));
+        Ok(Outcome {
+            client_out: read("client-out.pcap")?,
+            server_out: read("server-out.pcap")?,
+            scenario: sc,
+            stats,
+            stdout,
+        })
+    }
 
+    /// Start rvs on the `rvs.toml` in the run's directory, wait until it has received
+    /// `expected_rx` frames and every frame handed between workers was taken by its owner,
+    /// stop it with SIGTERM, check the port MACs and return the final stats and stdout.
+    fn run_to_completion(&mut self, expected_rx: u64) -> Result<(Value, String), String> {
         let child = Command::new(env!("CARGO_BIN_EXE_rvs"))
             .arg("run")
             .arg("--config")
@@ -597,17 +615,20 @@ address = "198.51.100.1/24"
         self.child = Some(child);
 
         // Wait until every input frame has been received (the stats file is rewritten every
-        // second; the worker publishes its counters after flushing the frames it sent).
+        // second; a worker publishes its counters after flushing the frames it sent) and, with
+        // several workers, every handed-over frame was taken out of its owner's inbox (frames
+        // still queued at SIGTERM would be freed uncounted).
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(st)) = self.child.as_mut().unwrap().try_wait() {
                 return Err(format!("rvs exited early ({st})\n{}", self.logs()));
             }
-            let rx = self
-                .stats()
-                .and_then(|v| v["counters"]["rx_packets"].as_u64());
+            let stats = self.stats();
+            let counter = |k: &str| stats.as_ref().and_then(|v| v["counters"][k].as_u64());
+            let rx = counter("rx_packets");
+            let handed_all = counter("handover_out") == counter("handover_in");
             match rx {
-                Some(n) if n == expected_rx => break,
+                Some(n) if n == expected_rx && handed_all => break,
                 Some(n) if n > expected_rx => {
                     return Err(format!(
                         "rvs received {n} frames but the pcaps hold {expected_rx}\n{}",
@@ -670,14 +691,7 @@ address = "198.51.100.1/24"
                 self.logs()
             ));
         }
-        let read = |n: &str| pcap::read(&self.path(n)).map_err(|e| format!("{n}: {e}"));
-        Ok(Outcome {
-            client_out: read("client-out.pcap")?,
-            server_out: read("server-out.pcap")?,
-            scenario: sc,
-            stats,
-            stdout,
-        })
+        Ok((stats, stdout))
     }
 }
 
@@ -1227,4 +1241,789 @@ fn pcap_round_trip() {
     cut.truncate(cut.len() - 1);
     assert!(pcap::decode(&cut).is_err());
     assert!(pcap::decode(&[0; 24]).is_err());
+}
+
+// =============================================================================================
+// The two-worker run: `[workers] count = 2`, where the test decides which queue every frame
+// arrives on.
+//
+// DPDK 22.11's `net_pcap` gives a port one rx queue per `rx_pcap=` argument and one tx queue per
+// `tx_pcap=` argument, in argument order; rvs asks each port for 2 rx and 2 tx queues and
+// worker w polls rx queue w and sends on tx queue w of both ports (worker 0 on the main lcore,
+// worker 1 on lcore 1). The device has no RSS, so rvs warns and relies on software ownership:
+// the owner of a TCP/UDP frame is `Sharding::new(2, 32).owner(client)`, and a frame read by the
+// other worker is handed over. So: "client-in-<w>.pcap" is what worker w reads from the client
+// port, "server-out-<w>.pcap" what worker w sent out of the server port, and so on.
+//
+// Ordering, which here spans two threads:
+// - A flow's frames that both pass through one worker (both on the owner's queues, or both on
+//   the other worker's queues and handed over in the same FIFO inbox, which has that worker as
+//   its only producer) keep the single-worker argument: the opening frame is in the first rx
+//   burst of its client queue, the client port is polled before the server port, and every
+//   server queue starts with `MW_FILLERS` (> one burst) frames for another MAC.
+// - The UDP flows open on the owner's queue and their reply arrives on the other worker's
+//   queue. The owner reads the opening frame in its very first rx burst and takes handed-over
+//   frames only after the rx step of a loop iteration, so the reply can never be processed
+//   first, however the two threads are scheduled. (The opposite arrangement, opening frame
+//   handed over and reply on the owner's queue, would race the two threads, so it is not used.)
+// - The ARP case: worker 1 reads the SYN for 198.51.100.14 in its first rx burst, queues it and
+//   sends an ARP request in that same iteration; worker 0 reads the reply (after the fillers)
+//   and puts the neighbour into worker 1's inbox, which worker 1 reads only after its rx step.
+//   So worker 1 holds the SYN before it can hear of the neighbour, whatever the timing. Were it
+//   otherwise, worker 1 would learn the neighbour first and send the SYN without an ARP request,
+//   and `mw_neighbour_learned_by_one_worker_releases_the_held_syn` would fail.
+
+const SRV14: Ip = [198, 51, 100, 14];
+const SRV14_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0x14];
+/// Frames for another MAC at the front of each server-port queue (more than one 32-frame burst).
+const MW_FILLERS: u16 = 40;
+const ID_MW_FILLER: u16 = 0x6100;
+const ID_MW_PING: u16 = 0x6201;
+const MW_ISN: u32 = 0x0102_0304;
+const MW_SERVER_ISN: u32 = 0x0a0b_0c0d;
+const MW_CLIENT_MACS: [(Ip, Mac); 7] = [
+    ([203, 0, 113, 2], [0x02, 0, 0, 0, 0, 0x02]),
+    ([203, 0, 113, 3], [0x02, 0, 0, 0, 0, 0x03]),
+    ([203, 0, 113, 4], [0x02, 0, 0, 0, 0, 0x04]),
+    ([203, 0, 113, 5], [0x02, 0, 0, 0, 0, 0x05]),
+    ([203, 0, 113, 6], [0x02, 0, 0, 0, 0, 0x06]),
+    ([203, 0, 113, 10], [0x02, 0, 0, 0, 0, 0x10]),
+    ([203, 0, 113, 11], [0x02, 0, 0, 0, 0, 0x11]),
+];
+
+fn mw_client_mac(ip: Ip) -> Mac {
+    MW_CLIENT_MACS
+        .iter()
+        .find(|(a, _)| *a == ip)
+        .map(|(_, m)| *m)
+        .unwrap()
+}
+
+/// `app` and `dns` as in the single-worker run; `late` goes to a server with no static
+/// neighbour, so its MAC must be resolved by ARP.
+const MW_SERVICES: &str = r#"
+[workers]
+count = 2
+
+[[neighbor]]
+port = "client"
+ip = "203.0.113.2"
+mac = "02:00:00:00:00:02"
+
+[[neighbor]]
+port = "client"
+ip = "203.0.113.3"
+mac = "02:00:00:00:00:03"
+
+[[neighbor]]
+port = "client"
+ip = "203.0.113.4"
+mac = "02:00:00:00:00:04"
+
+[[neighbor]]
+port = "client"
+ip = "203.0.113.5"
+mac = "02:00:00:00:00:05"
+
+[[neighbor]]
+port = "client"
+ip = "203.0.113.6"
+mac = "02:00:00:00:00:06"
+
+[[neighbor]]
+port = "client"
+ip = "203.0.113.10"
+mac = "02:00:00:00:00:10"
+
+[[neighbor]]
+port = "client"
+ip = "203.0.113.11"
+mac = "02:00:00:00:00:11"
+
+[[neighbor]]
+port = "server"
+ip = "198.51.100.13"
+mac = "02:00:00:00:01:13"
+
+[[service]]
+name = "app"
+protocol = "tcp"
+vip = "203.0.113.100"
+port = 443
+
+[[service.server]]
+address = "198.51.100.13"
+port = 8443
+
+[[service]]
+name = "dns"
+protocol = "udp"
+vip = "203.0.113.100"
+port = 53
+
+[[service.server]]
+address = "198.51.100.13"
+port = 5353
+
+[[service]]
+name = "late"
+protocol = "tcp"
+vip = "203.0.113.100"
+port = 8000
+
+[[service.server]]
+address = "198.51.100.14"
+port = 8000
+"#;
+
+/// One flow of the two-worker run and the queues its frames arrive on.
+#[derive(Clone, Copy, Debug)]
+struct MwFlow {
+    client: Ip,
+    /// The owner the scenario was designed for (checked against `Sharding`).
+    owner: usize,
+    proto: u8,
+    cport: u16,
+    vport: u16,
+    server: Ip,
+    sport: u16,
+    /// Client-port rx queue of the client's frame (a SYN or a UDP request).
+    request_queue: usize,
+    /// Server-port rx queue of the server's reply (a SYN-ACK or a UDP answer), if any.
+    reply_queue: Option<usize>,
+    /// IP id of the client's frame; the reply carries `id + 1`.
+    id: u16,
+}
+
+impl MwFlow {
+    /// How many of this flow's frames arrive on the other worker's queue.
+    fn handovers(&self) -> u64 {
+        u64::from(self.request_queue != self.owner)
+            + u64::from(self.reply_queue.is_some_and(|q| q != self.owner))
+    }
+
+    fn payload(&self, reply: bool) -> Vec<u8> {
+        format!(
+            "{} {:?} {}",
+            if reply { "answer" } else { "query" },
+            self.client,
+            self.cport
+        )
+        .into_bytes()
+    }
+
+    fn request(&self) -> Vec<u8> {
+        let seg = if self.proto == PROTO_TCP {
+            tcp(self.client, VIP, self.cport, self.vport, MW_ISN, 0, SYN)
+        } else {
+            udp(
+                self.client,
+                VIP,
+                self.cport,
+                self.vport,
+                &self.payload(false),
+                true,
+            )
+        };
+        eth(
+            CLIENT_PORT_MAC,
+            mw_client_mac(self.client),
+            ETH_IPV4,
+            &ipv4(self.client, VIP, self.proto, 64, self.id, &seg),
+        )
+    }
+
+    fn reply(&self) -> Vec<u8> {
+        let seg = if self.proto == PROTO_TCP {
+            let (seq, ack) = (MW_SERVER_ISN, MW_ISN + 1);
+            tcp(
+                self.server,
+                self.client,
+                self.sport,
+                self.cport,
+                seq,
+                ack,
+                SYN | ACK,
+            )
+        } else {
+            udp(
+                self.server,
+                self.client,
+                self.sport,
+                self.cport,
+                &self.payload(true),
+                true,
+            )
+        };
+        eth(
+            SERVER_PORT_MAC,
+            SRV13_MAC,
+            ETH_IPV4,
+            &ipv4(self.server, self.client, self.proto, 64, self.id + 1, &seg),
+        )
+    }
+}
+
+const fn mw_flow(
+    client: Ip,
+    owner: usize,
+    proto: u8,
+    cport: u16,
+    request_queue: usize,
+    reply_queue: Option<usize>,
+    id: u16,
+) -> MwFlow {
+    let (vport, server, sport) = match (proto, cport) {
+        (PROTO_UDP, _) => (53, SRV13, 5353),
+        (_, 31000) => (8000, SRV14, 8000),
+        _ => (443, SRV13, 8443),
+    };
+    MwFlow {
+        client,
+        owner,
+        proto,
+        cport,
+        vport,
+        server,
+        sport,
+        request_queue,
+        reply_queue,
+        id,
+    }
+}
+
+/// The ARP case: a SYN to `late` (server .14, no static neighbour), owned by worker 1 and read
+/// by it first of all; the server's ARP reply arrives on worker 0's queue.
+const MW_LATE: MwFlow = mw_flow([203, 0, 113, 11], 1, PROTO_TCP, 31000, 1, None, 0x6001);
+/// SYN and SYN-ACK both on the other worker's queues: both handed over.
+const MW_HANDED_TCP: [MwFlow; 2] = [
+    mw_flow([203, 0, 113, 2], 0, PROTO_TCP, 31001, 1, Some(1), 0x6010),
+    mw_flow([203, 0, 113, 4], 1, PROTO_TCP, 31002, 0, Some(0), 0x6020),
+];
+/// SYN and SYN-ACK both on the owner's queues: no handover.
+const MW_LOCAL_TCP: [MwFlow; 2] = [
+    mw_flow([203, 0, 113, 3], 0, PROTO_TCP, 31003, 0, Some(0), 0x6030),
+    mw_flow([203, 0, 113, 5], 1, PROTO_TCP, 31004, 1, Some(1), 0x6040),
+];
+/// Request on the owner's queue, reply on the other worker's: the reply is handed over.
+const MW_UDP: [MwFlow; 2] = [
+    mw_flow([203, 0, 113, 6], 0, PROTO_UDP, 5100, 0, Some(1), 0x6050),
+    mw_flow([203, 0, 113, 10], 1, PROTO_UDP, 5101, 1, Some(0), 0x6060),
+];
+/// Answered where they arrive, never handed over: an ARP request for the VIP from a client
+/// owned by worker 0 arrives on queue 1, a ping to the VIP from a client owned by worker 1 on
+/// queue 0.
+const MW_ARP_FROM: Ip = [203, 0, 113, 2];
+const MW_PING_FROM: Ip = [203, 0, 113, 4];
+
+fn mw_flows() -> Vec<MwFlow> {
+    let mut v = vec![MW_LATE];
+    v.extend(MW_HANDED_TCP);
+    v.extend(MW_LOCAL_TCP);
+    v.extend(MW_UDP);
+    v
+}
+
+fn other(w: usize) -> usize {
+    1 - w
+}
+
+/// Input frames per port and queue.
+struct MwScenario {
+    client_in: [Vec<Vec<u8>>; 2],
+    server_in: [Vec<Vec<u8>>; 2],
+}
+
+fn mw_scenario() -> MwScenario {
+    let sharding = rvs::flow::rss::Sharding::new(2, 32);
+    for f in mw_flows() {
+        assert_eq!(
+            usize::from(sharding.owner(Ipv4Addr::from(f.client))),
+            f.owner,
+            "owner of {} (the scenario was built for this Toeplitz sharding)",
+            Ipv4Addr::from(f.client)
+        );
+    }
+    assert_eq!(sharding.owner(Ipv4Addr::from(MW_ARP_FROM)), 0);
+    assert_eq!(sharding.owner(Ipv4Addr::from(MW_PING_FROM)), 1);
+
+    let mut client_in: [Vec<Vec<u8>>; 2] = Default::default();
+    let mut server_in: [Vec<Vec<u8>>; 2] = Default::default();
+    // The late SYN is the first frame of client queue 1 (see the ordering notes above).
+    for f in mw_flows() {
+        client_in[f.request_queue].push(f.request());
+    }
+    assert_eq!(client_in[1][0], MW_LATE.request());
+    client_in[1].push(arp_request(mw_client_mac(MW_ARP_FROM), MW_ARP_FROM, VIP));
+    let mut ping = echo_request(VIP, ID_MW_PING);
+    ping[6..12].copy_from_slice(&mw_client_mac(MW_PING_FROM));
+    ping[14 + 12..14 + 16].copy_from_slice(&MW_PING_FROM);
+    fix_ip_checksum(&mut ping[14..]);
+    client_in[0].push(ping);
+
+    for (q, frames) in server_in.iter_mut().enumerate() {
+        for i in 0..MW_FILLERS {
+            let seg = tcp(SRV13, CLIENT, 9, 9, 0, 0, ACK);
+            let id = ID_MW_FILLER + (q as u16) * MW_FILLERS + i;
+            frames.push(eth(
+                STRANGER_MAC,
+                SRV13_MAC,
+                ETH_IPV4,
+                &ipv4(SRV13, CLIENT, PROTO_TCP, 64, id, &seg),
+            ));
+        }
+    }
+    // The server's answer to worker 1's ARP request, on worker 0's queue.
+    let mut a = vec![0, 1, 0x08, 0x00, 6, 4, 0, 2];
+    a.extend_from_slice(&SRV14_MAC);
+    a.extend_from_slice(&SRV14);
+    a.extend_from_slice(&SERVER_PORT_MAC);
+    a.extend_from_slice(&SERVER_PORT_ADDR);
+    server_in[0].push(eth(SERVER_PORT_MAC, SRV14_MAC, ETH_ARP, &a));
+    for f in mw_flows() {
+        if let Some(q) = f.reply_queue {
+            server_in[q].push(f.reply());
+        }
+    }
+    assert!(
+        client_in.iter().all(|frames| frames.len() <= 32),
+        "every client frame in the first burst"
+    );
+    MwScenario {
+        client_in,
+        server_in,
+    }
+}
+
+struct MwOutcome {
+    scenario: MwScenario,
+    /// What worker w sent out of each port: `client_out[w]`, `server_out[w]`.
+    client_out: [Vec<Vec<u8>>; 2],
+    server_out: [Vec<Vec<u8>>; 2],
+    stats: Value,
+    stdout: String,
+}
+
+impl Run {
+    fn mw_config(&self) -> String {
+        let p = |n: &str| self.path(n).display().to_string();
+        let vdev = |n: usize, side: &str| {
+            format!(
+                "net_pcap{n},rx_pcap={},rx_pcap={},tx_pcap={},tx_pcap={}",
+                p(&format!("{side}-in-0.pcap")),
+                p(&format!("{side}-in-1.pcap")),
+                p(&format!("{side}-out-0.pcap")),
+                p(&format!("{side}-out-1.pcap")),
+            )
+        };
+        format!(
+            r#"[eal]
+args = ["-l", "0-1", "--no-huge", "-m", "256", "--file-prefix", "{prefix}", "--log-level", "*:warning"]
+
+[stats]
+interval_secs = 1
+
+[[port]]
+name = "client"
+vdev = "{cv}"
+address = "203.0.113.1/24"
+
+[[port]]
+name = "server"
+vdev = "{sv}"
+address = "198.51.100.1/24"
+{MW_SERVICES}"#,
+            prefix = self.prefix,
+            cv = vdev(0, "client"),
+            sv = vdev(1, "server"),
+        )
+    }
+
+    fn execute_mw(mut self, sc: MwScenario) -> Result<MwOutcome, String> {
+        for q in 0..2 {
+            pcap::write(&self.path(&format!("client-in-{q}.pcap")), &sc.client_in[q]).unwrap();
+            pcap::write(&self.path(&format!("server-in-{q}.pcap")), &sc.server_in[q]).unwrap();
+        }
+        std::fs::write(self.path("rvs.toml"), self.mw_config()).unwrap();
+        let expected_rx = sc
+            .client_in
+            .iter()
+            .chain(&sc.server_in)
+            .map(Vec::len)
+            .sum::<usize>();
+        let (stats, stdout) = self.run_to_completion(expected_rx as u64)?;
+        for name in ["client", "server"] {
+            let line = stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("rvs: port {name} = ")))
+                .unwrap_or_default();
+            if !line.contains(", 2 queue(s),") {
+                return Err(format!(
+                    "port {name}: not 2 queues: {line}\n{}",
+                    self.logs()
+                ));
+            }
+        }
+        let read = |n: String| pcap::read(&self.path(&n)).map_err(|e| format!("{n}: {e}"));
+        Ok(MwOutcome {
+            client_out: [
+                read("client-out-0.pcap".into())?,
+                read("client-out-1.pcap".into())?,
+            ],
+            server_out: [
+                read("server-out-0.pcap".into())?,
+                read("server-out-1.pcap".into())?,
+            ],
+            scenario: sc,
+            stats,
+            stdout,
+        })
+    }
+}
+
+fn mw_outcome() -> &'static MwOutcome {
+    static RUN: OnceLock<Result<MwOutcome, String>> = OnceLock::new();
+    match RUN.get_or_init(|| Run::new("two-workers").execute_mw(mw_scenario())) {
+        Ok(o) => o,
+        Err(e) => panic!("the two-worker rvs run failed: {e}"),
+    }
+}
+
+/// How many frames tagged `id` each of the two files holds.
+fn mw_count(files: &[Vec<Vec<u8>>; 2], id: u16) -> [usize; 2] {
+    let count = |frames: &[Vec<u8>]| {
+        frames
+            .iter()
+            .filter(|f| is_ipv4(f) && u16::from_be_bytes([f[18], f[19]]) == id)
+            .count()
+    };
+    [count(&files[0]), count(&files[1])]
+}
+
+/// The frame tagged `id`, which must be in `files[w]` exactly once and nowhere else.
+fn mw_only_in(files: &[Vec<Vec<u8>>; 2], w: usize, id: u16) -> IpFrame {
+    let mut want = [0, 0];
+    want[w] = 1;
+    assert_eq!(
+        mw_count(files, id),
+        want,
+        "frames with IP id {id:#06x} per tx queue"
+    );
+    by_id(&files[w], id)
+}
+
+/// Labels: `arp <op> <spa>><tpa>` or `ip <id>`.
+fn mw_label(f: &[u8]) -> String {
+    match arp_frame(f) {
+        Some(a) => format!(
+            "arp {} {}>{}",
+            a.op,
+            Ipv4Addr::from(a.spa),
+            Ipv4Addr::from(a.tpa)
+        ),
+        None => label(f),
+    }
+}
+
+/// The client's frame left the server port DNAT'd to the server, once, on its owner's queue.
+fn mw_check_forwarded(o: &MwOutcome, f: &MwFlow) {
+    let sent = ip_frame(&f.request());
+    let out = mw_only_in(&o.server_out, f.owner, f.id);
+    let what = format!("{f:?}");
+    assert_eq!(out.eth_src, SERVER_PORT_MAC, "{what}");
+    assert_eq!(
+        out.eth_dst,
+        if f.server == SRV14 {
+            SRV14_MAC
+        } else {
+            SRV13_MAC
+        },
+        "{what}"
+    );
+    assert_eq!((out.src, out.sport), (f.client, f.cport), "{what}");
+    assert_eq!((out.dst, out.dport), (f.server, f.sport), "{what}");
+    assert_eq!(
+        (out.proto, out.ttl, out.len),
+        (f.proto, 63, sent.len),
+        "{what}"
+    );
+    assert_ne!(
+        out.l4_checksum, sent.l4_checksum,
+        "{what}: checksum patched"
+    );
+    if f.proto == PROTO_TCP {
+        assert_eq!((out.syn, out.ack, out.seq), (true, false, MW_ISN), "{what}");
+    } else {
+        assert_eq!(out.payload, f.payload(false), "{what}");
+    }
+}
+
+/// The server's reply left the client port SNAT'd to the VIP, once, on the owner's queue.
+fn mw_check_replied(o: &MwOutcome, f: &MwFlow) {
+    let out = mw_only_in(&o.client_out, f.owner, f.id + 1);
+    let what = format!("{f:?}");
+    assert_eq!(
+        (out.eth_src, out.eth_dst),
+        (CLIENT_PORT_MAC, mw_client_mac(f.client)),
+        "{what}"
+    );
+    assert_eq!((out.src, out.sport), (VIP, f.vport), "{what}");
+    assert_eq!((out.dst, out.dport), (f.client, f.cport), "{what}");
+    assert_eq!((out.proto, out.ttl), (f.proto, 63), "{what}");
+    if f.proto == PROTO_TCP {
+        assert!(out.syn && out.ack, "{what}");
+        assert_eq!((out.seq, out.ack_no), (MW_SERVER_ISN, MW_ISN + 1), "{what}");
+    } else {
+        assert_ne!(out.l4_checksum, 0, "{what}");
+        assert_eq!(out.payload, f.payload(true), "{what}");
+    }
+}
+
+/// Two-worker case 1: a SYN read by the worker that does not own its client is handed over and
+/// DNAT'd by the owner, once, on the owner's tx queue of the server port.
+#[test]
+fn mw_syn_on_the_other_queue_is_handed_over_and_dnatted() {
+    let o = mw_outcome();
+    for f in &MW_HANDED_TCP {
+        assert_eq!(f.request_queue, other(f.owner));
+        mw_check_forwarded(o, f);
+    }
+}
+
+/// Two-worker case 2: the SYN-ACK read by the other worker is handed over and SNAT'd to the
+/// VIP by the owner, once, on the owner's tx queue of the client port.
+#[test]
+fn mw_reply_on_the_other_queue_is_handed_over_and_snatted() {
+    let o = mw_outcome();
+    for f in &MW_HANDED_TCP {
+        assert_eq!(f.reply_queue, Some(other(f.owner)));
+        mw_check_replied(o, f);
+    }
+}
+
+/// Two-worker case 3: a flow whose frames all arrive on the owner's queues is served there
+/// (no handover: the exact handover count is checked in `mw_counters_are_exact`).
+#[test]
+fn mw_flow_on_its_owners_queues_stays_there() {
+    let o = mw_outcome();
+    for f in &MW_LOCAL_TCP {
+        assert_eq!((f.request_queue, f.reply_queue), (f.owner, Some(f.owner)));
+        mw_check_forwarded(o, f);
+        mw_check_replied(o, f);
+    }
+}
+
+/// Two-worker case 4: UDP both ways, the request on the owner's queue and the answer on the
+/// other worker's, for a client of each worker.
+#[test]
+fn mw_udp_each_direction_on_a_different_queue() {
+    let o = mw_outcome();
+    for f in &MW_UDP {
+        assert_ne!(Some(f.request_queue), f.reply_queue);
+        mw_check_forwarded(o, f);
+        mw_check_replied(o, f);
+    }
+    let dns = service(&o.stats, "dns");
+    assert_eq!(dns["counters"]["conns"], 2);
+    assert_eq!(dns["counters"]["pkts_in"], 2);
+    assert_eq!(dns["counters"]["pkts_out"], 2);
+}
+
+/// Two-worker case 5: handovers are exactly the TCP/UDP frames sent to the other worker's
+/// queue (not ARP, not ICMP), none is lost, and every other counter is exact.
+#[test]
+fn mw_counters_are_exact() {
+    let o = mw_outcome();
+    let n = |k: &str| o.stats["counters"][k].as_u64().unwrap();
+    let handed: u64 = mw_flows().iter().map(MwFlow::handovers).sum();
+    assert_eq!(handed, 6);
+    assert_eq!(n("handover_out"), handed, "handover_out");
+    assert_eq!(n("handover_in"), handed, "handover_in");
+
+    let drops: BTreeMap<String, u64> = o.stats["drops"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .filter(|(_, v)| *v != 0)
+        .collect();
+    let want = BTreeMap::from([("other_mac".to_string(), 2 * u64::from(MW_FILLERS))]);
+    assert_eq!(drops, want, "drops (handover_full among them must be 0)");
+    assert_eq!(o.stats["drops"]["handover_full"], 0);
+
+    let flows = mw_flows();
+    let tcp_443 = flows.iter().filter(|f| f.vport == 443).count();
+    for (name, conns, pkts_in, pkts_out) in [
+        ("app", tcp_443, tcp_443, tcp_443),
+        ("dns", MW_UDP.len(), MW_UDP.len(), MW_UDP.len()),
+        ("late", 1, 1, 0),
+    ] {
+        let s = service(&o.stats, name);
+        assert_eq!(s["counters"]["conns"], conns, "{name} conns");
+        assert_eq!(s["counters"]["pkts_in"], pkts_in, "{name} pkts_in");
+        assert_eq!(s["counters"]["pkts_out"], pkts_out, "{name} pkts_out");
+        assert_eq!(
+            s["servers"][0]["counters"]["conns"], conns,
+            "{name} server conns"
+        );
+    }
+    assert_eq!(n("flows_created"), flows.len() as u64);
+    assert_eq!(n("nat_in_packets"), flows.len() as u64);
+    assert_eq!(
+        n("nat_out_packets"),
+        flows.iter().filter(|f| f.reply_queue.is_some()).count() as u64
+    );
+    assert_eq!(n("garp_sent"), 3);
+    assert_eq!(n("arp_replies_sent"), 1);
+    assert_eq!(n("arp_requests_sent"), 1);
+    assert_eq!(n("arp_consumed"), 1, "the server's ARP reply");
+    assert_eq!(n("icmp_echo_replies"), 1);
+
+    let sc = &o.scenario;
+    let rx: Vec<&Vec<u8>> = sc.client_in.iter().chain(&sc.server_in).flatten().collect();
+    let tx: Vec<&Vec<u8>> = o.client_out.iter().chain(&o.server_out).flatten().collect();
+    assert_eq!(n("rx_packets") as usize, rx.len());
+    assert_eq!(
+        n("rx_bytes") as usize,
+        rx.iter().map(|f| f.len()).sum::<usize>()
+    );
+    assert_eq!(n("tx_packets") as usize, tx.len());
+    assert_eq!(
+        n("tx_bytes") as usize,
+        tx.iter().map(|f| f.len()).sum::<usize>()
+    );
+    let ports = o.stats["ports"].as_array().unwrap();
+    let port = |name: &str| ports.iter().find(|p| p["name"] == name).unwrap();
+    let len2 = |v: &[Vec<Vec<u8>>; 2]| v[0].len() + v[1].len();
+    assert_eq!(port("client")["ipackets"], len2(&sc.client_in));
+    assert_eq!(port("server")["ipackets"], len2(&sc.server_in));
+    assert_eq!(port("client")["opackets"], len2(&o.client_out));
+    assert_eq!(port("server")["opackets"], len2(&o.server_out));
+    assert!(o.stdout.contains("rvs: final counters"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("with 2 worker(s)"),
+        "rvs did not run two workers:\n{}",
+        o.stdout
+    );
+}
+
+/// Two-worker case 6: worker 1 holds a SYN for a server without a static neighbour and asks by
+/// ARP on its own tx queue; the answer arrives on worker 0's queue, worker 0 tells worker 1,
+/// and worker 1 sends the held SYN to the MAC worker 0 learned.
+#[test]
+fn mw_neighbour_learned_by_one_worker_releases_the_held_syn() {
+    let o = mw_outcome();
+    let request = ArpFrame {
+        eth_dst: BROADCAST,
+        eth_src: SERVER_PORT_MAC,
+        op: 1,
+        sha: SERVER_PORT_MAC,
+        spa: SERVER_PORT_ADDR,
+        tha: [0; 6],
+        tpa: SRV14,
+    };
+    let requests = |frames: &[Vec<u8>]| -> Vec<usize> {
+        frames
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| arp_frame(f).is_some_and(|a| a.tpa == SRV14))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    assert_eq!(
+        requests(&o.server_out[0]),
+        Vec::<usize>::new(),
+        "worker 0 never asked"
+    );
+    let at = requests(&o.server_out[1]);
+    assert_eq!(at.len(), 1, "one ARP request for .14, from worker 1");
+    assert_eq!(arp_frame(&o.server_out[1][at[0]]).unwrap(), request);
+
+    mw_check_forwarded(o, &MW_LATE);
+    let syn_at = o.server_out[1]
+        .iter()
+        .position(|f| is_ipv4(f) && u16::from_be_bytes([f[18], f[19]]) == MW_LATE.id)
+        .unwrap();
+    assert!(
+        at[0] < syn_at,
+        "the SYN was held until the ARP reply, not sent before the request"
+    );
+    let late = service(&o.stats, "late");
+    assert_eq!(late["counters"]["conns"], 1);
+    assert_eq!(late["servers"][0]["counters"]["pkts_in"], 1);
+    // Worker 1's resolution completed through worker 0's message.
+    assert_eq!(o.stats["counters"]["neigh_resolved"], 1);
+}
+
+/// Everything: each tx queue of each port sent exactly the frames expected. ARP and ICMP are
+/// answered by the worker that read them, on its own tx queue.
+#[test]
+fn mw_output_is_exactly_what_is_expected() {
+    let o = mw_outcome();
+    let ip = |id: u16| format!("ip {id:#06x}");
+    let arp = |op: u16, spa: Ip, tpa: Ip| {
+        format!("arp {op} {}>{}", Ipv4Addr::from(spa), Ipv4Addr::from(tpa))
+    };
+    let mut client: [Vec<String>; 2] = [
+        vec![
+            arp(1, CLIENT_PORT_ADDR, CLIENT_PORT_ADDR),
+            arp(1, VIP, VIP),
+            ip(ID_MW_PING),
+        ],
+        vec![arp(2, VIP, MW_ARP_FROM)],
+    ];
+    let mut server: [Vec<String>; 2] = [
+        vec![arp(1, SERVER_PORT_ADDR, SERVER_PORT_ADDR)],
+        vec![arp(1, SERVER_PORT_ADDR, SRV14)],
+    ];
+    for f in mw_flows() {
+        server[f.owner].push(ip(f.id));
+        if f.reply_queue.is_some() {
+            client[f.owner].push(ip(f.id + 1));
+        }
+    }
+    for w in 0..2 {
+        let got = |v: &[Vec<u8>]| sorted(v.iter().map(|f| mw_label(f)).collect());
+        assert_eq!(
+            got(&o.client_out[w]),
+            sorted(client[w].clone()),
+            "client port, tx queue {w}"
+        );
+        assert_eq!(
+            got(&o.server_out[w]),
+            sorted(server[w].clone()),
+            "server port, tx queue {w}"
+        );
+    }
+
+    // The ping from a client of worker 1, read by worker 0, answered by worker 0.
+    let req = ip_frame(o.scenario.client_in[0].last().unwrap());
+    let f = mw_only_in(&o.client_out, 0, ID_MW_PING);
+    assert_eq!(
+        (f.eth_src, f.eth_dst),
+        (CLIENT_PORT_MAC, mw_client_mac(MW_PING_FROM))
+    );
+    assert_eq!(
+        (f.src, f.dst, f.proto, f.icmp_type),
+        (VIP, MW_PING_FROM, PROTO_ICMP, 0)
+    );
+    assert_eq!(f.payload[4..], req.payload[4..]);
+    // The ARP request from a client of worker 0, read by worker 1, answered by worker 1.
+    let replies: Vec<ArpFrame> = o.client_out[1]
+        .iter()
+        .filter_map(|f| arp_frame(f))
+        .collect();
+    let mac = mw_client_mac(MW_ARP_FROM);
+    assert_eq!(
+        replies,
+        vec![ArpFrame {
+            eth_dst: mac,
+            eth_src: CLIENT_PORT_MAC,
+            op: 2,
+            sha: CLIENT_PORT_MAC,
+            spa: VIP,
+            tha: mac,
+            tpa: MW_ARP_FROM,
+        }]
+    );
 }

@@ -14,7 +14,8 @@ socket up to --udp-retries times after a timeout; the reply must come from VIP:p
 
 Prints ONE JSON object on stdout:
   {"tcp": {"sent", "ok", "failed", "by_server": {name: n}},
-   "udp": {"sent", "ok", "failed", "by_server": {...}, "retries"},
+   "udp": {"sent", "ok", "failed", "by_server": {...}, "retries", "flows"},  (both: "flows" =
+   distinct source address:port pairs answered)
    "errors": [first 10 error strings], "elapsed_s": seconds}
 Exits 0 even when exchanges fail (the caller asserts); non-zero only for bad arguments.
 """
@@ -33,14 +34,17 @@ class Results:
     def __init__(self, servers):
         self.lock = threading.Lock()
         self.errors = []
+        self.flows = {"tcp": set(), "udp": set()}
         self.stats = {
             "tcp": {"sent": 0, "ok": 0, "failed": 0, "by_server": {s: 0 for s in servers}},
             "udp": {"sent": 0, "ok": 0, "failed": 0, "by_server": {s: 0 for s in servers},
                     "retries": 0},
         }
 
-    def record(self, proto, ok, server=None, error=None, retries=0):
+    def record(self, proto, ok, server=None, error=None, retries=0, flow=None):
         with self.lock:
+            if flow is not None:
+                self.flows[proto].add(flow)
             st = self.stats[proto]
             st["sent"] += 1
             if proto == "udp":
@@ -99,7 +103,7 @@ def tcp_one(i, args, res):
         if err:
             res.record("tcp", False, error="tcp #%d %s:%d: %s" % (i, src, sport, err))
         else:
-            res.record("tcp", True, server=name)
+            res.record("tcp", True, server=name, flow=(src, sport))
     except Exception as e:
         res.record("tcp", False, error="tcp #%d %s:%d -> %s:%d: %s: %s" % (
             i, src, sport, args.vip, args.tcp_port, type(e).__name__, e))
@@ -144,7 +148,7 @@ def udp_one(i, args, res):
                     res.record("udp", False, error="udp #%d %s:%d: %s" % (i, src, sport, err),
                                retries=retries)
                 else:
-                    res.record("udp", True, server=name, retries=retries)
+                    res.record("udp", True, server=name, retries=retries, flow=(src, sport))
                 return
         res.record("udp", False, error="udp #%d %s:%d -> %s:%d: %s" % (
             i, src, sport, dst[0], dst[1], last), retries=retries)
@@ -188,6 +192,10 @@ def main():
         if args.proto in ("udp", "both"):
             list(pool.map(lambda i: udp_one(i, args, res), range(args.count)))
     out = dict(res.stats)
+    for proto in ("tcp", "udp"):
+        # Distinct (source address, source port) pairs that got an answer: the kernel may reuse
+        # a port, and the same 5-tuple within the flow timeout is one flow for a load balancer.
+        out[proto]["flows"] = len(res.flows[proto])
     out["errors"] = res.errors
     out["elapsed_s"] = round(time.monotonic() - t0, 3)
     json.dump(out, sys.stdout, sort_keys=False)

@@ -250,6 +250,9 @@ impl<B: PacketBuf> Pipeline<B> {
         io: &mut impl Io<B>,
     ) {
         let waiting = self.neigh.learn(port, ip, mac, now, true);
+        if !waiting.is_empty() {
+            self.bump(Counter::NeighResolved, 1);
+        }
         for b in waiting {
             self.send_to(io, port, mac, b);
         }
