@@ -670,3 +670,28 @@ proptest! {
         prop_assert!(io.sent.len() as u64 + drops <= 2); // a frame may add one ARP request
     }
 }
+
+#[test]
+fn ipv4_options_are_forwarded_untouched() {
+    let mut p = pipeline();
+    let mut io = TestIo::default();
+    // A SYN with a 4-byte IPv4 option (NOP NOP NOP EOL): IHL 6.
+    let plain = tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 41000, 80, "S");
+    let mut f = plain[..34].to_vec();
+    f.extend_from_slice(&[1, 1, 1, 0]);
+    f.extend_from_slice(&plain[34..]);
+    f[14] = 0x46;
+    let total = u16::from_be_bytes([f[16], f[17]]) + 4;
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    let ck = etherparse::Ipv4HeaderSlice::from_slice(&f[14..])
+        .unwrap()
+        .to_header()
+        .calc_header_checksum();
+    f[24..26].copy_from_slice(&ck.to_be_bytes());
+    p.process(0, f, Instant::ZERO, &mut io);
+    let (_, out) = io.sent.pop().expect("forwarded");
+    assert_eq!(out[14], 0x46, "IHL kept");
+    assert_eq!(&out[34..38], &[1, 1, 1, 0], "options kept");
+    let ((_, _, _, dp, _), _) = decode(&out);
+    assert_eq!(dp, 8080);
+}
