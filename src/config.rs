@@ -506,11 +506,23 @@ pub struct ServiceConfig {
     pub protocol: Protocol,
     /// The virtual address.
     pub vip: Ipv4Addr,
-    /// The virtual port.
-    pub port: u16,
-    /// `rr` or `wrr`.
+    /// The virtual port (give `port` or `ports`).
+    pub port: Option<u16>,
+    /// Several ports and ranges, e.g. `["21", "10000-10100"]`, or `["*"]` for every port: one
+    /// service for all of them, like an LVS firewall-mark service. Servers then keep the
+    /// client's destination port.
+    pub ports: Option<Vec<String>>,
+    /// Scheduler name (ipvsadm's): rr, wrr, lc, wlc, sed, nq, sh, mh.
     #[serde(default)]
     pub scheduler: SchedulerKind,
+    /// Persistence (`ipvsadm -p`): seconds a client keeps its server after its last new
+    /// connection; 0 turns it off.
+    #[serde(default)]
+    pub persistence_timeout: u64,
+    /// Persistence granularity (`ipvsadm -M`) as a prefix length: clients in the same /N share
+    /// their server.
+    #[serde(default = "default_netmask")]
+    pub persistence_netmask: u8,
     /// `nat`.
     #[serde(default)]
     pub forward: ForwardMethod,
@@ -534,6 +546,130 @@ pub struct ServerConfig {
 
 fn default_weight() -> u32 {
     1
+}
+
+fn default_netmask() -> u8 {
+    32
+}
+
+/// A set of ports: sorted, merged, inclusive ranges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortSet {
+    ranges: Vec<(u16, u16)>,
+}
+
+impl PortSet {
+    /// Every port.
+    pub fn all() -> PortSet {
+        PortSet {
+            ranges: vec![(1, u16::MAX)],
+        }
+    }
+
+    /// One port.
+    pub fn single(p: u16) -> PortSet {
+        PortSet {
+            ranges: vec![(p, p)],
+        }
+    }
+
+    /// Parse `["21", "10000-10100"]` or `["*"]`.
+    pub fn parse(items: &[String]) -> Result<PortSet, String> {
+        let mut ranges = Vec::new();
+        for it in items {
+            let t = it.trim();
+            if t == "*" {
+                return Ok(PortSet::all());
+            }
+            let (a, b) = t.split_once('-').unwrap_or((t, t));
+            let lo = a.trim().parse::<u16>().ok().filter(|p| *p > 0);
+            let hi = b.trim().parse::<u16>().ok().filter(|p| *p > 0);
+            match (lo, hi) {
+                (Some(lo), Some(hi)) if lo <= hi => ranges.push((lo, hi)),
+                _ => {
+                    return Err(format!(
+                        "`{it}` is not a port (1-65535), a range like \"10000-10100\", or \"*\""
+                    ))
+                }
+            }
+        }
+        if ranges.is_empty() {
+            return Err(
+                "an empty list: give ports like [\"21\", \"10000-10100\"] or [\"*\"]".into(),
+            );
+        }
+        ranges.sort_unstable();
+        let mut merged: Vec<(u16, u16)> = Vec::with_capacity(ranges.len());
+        for (lo, hi) in ranges {
+            match merged.last_mut() {
+                Some(last) if u32::from(lo) <= u32::from(last.1) + 1 => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        Ok(PortSet { ranges: merged })
+    }
+
+    /// True when `p` is in the set.
+    pub fn contains(&self, p: u16) -> bool {
+        self.ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&p))
+    }
+
+    /// The port when the set holds exactly one.
+    pub fn as_single(&self) -> Option<u16> {
+        match self.ranges.as_slice() {
+            [(lo, hi)] if lo == hi => Some(*lo),
+            _ => None,
+        }
+    }
+
+    /// True when the two sets share a port.
+    pub fn overlaps(&self, other: &PortSet) -> bool {
+        self.ranges
+            .iter()
+            .any(|(a, b)| other.ranges.iter().any(|(c, d)| a <= d && c <= b))
+    }
+
+    /// The ranges, sorted and merged.
+    pub fn ranges(&self) -> &[(u16, u16)] {
+        &self.ranges
+    }
+}
+
+impl fmt::Display for PortSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.ranges == [(1, u16::MAX)] {
+            return f.write_str("*");
+        }
+        let parts: Vec<String> = self
+            .ranges
+            .iter()
+            .map(|(lo, hi)| {
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}-{hi}")
+                }
+            })
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl ServiceConfig {
+    /// The service's ports (empty when the config is invalid; validation refuses that).
+    pub fn port_set(&self) -> PortSet {
+        match (&self.port, &self.ports) {
+            (Some(p), None) => PortSet::single(*p),
+            (None, Some(list)) => PortSet::parse(list).unwrap_or(PortSet { ranges: Vec::new() }),
+            _ => PortSet { ranges: Vec::new() },
+        }
+    }
+
+    /// The port real servers are reached on: the server's own, else the service's single port;
+    /// `None` for a multi-port service, whose servers keep the client's destination port.
+    pub fn server_port(&self, srv: &ServerConfig) -> Option<u16> {
+        srv.port.or(self.port_set().as_single())
+    }
 }
 
 /// Largest weight accepted (IPVS allows any positive int; this keeps wrr's arithmetic small).
@@ -736,7 +872,7 @@ impl Config {
         }
 
         let mut svc_names = HashSet::new();
-        let mut svc_keys = HashSet::new();
+        let mut svc_keys: Vec<(String, (Protocol, Ipv4Addr, PortSet))> = Vec::new();
         for (i, s) in self.services.iter().enumerate() {
             let label = if s.name.is_empty() {
                 i.to_string()
@@ -749,21 +885,43 @@ impl Config {
                     "service names must be non-empty and unique".into(),
                 ));
             }
-            if !svc_keys.insert((s.protocol, s.vip, s.port)) {
+            let set = match (&s.port, &s.ports) {
+                (Some(0), None) => {
+                    return Err(err(format!("service[{label}].port"), "must be 1 to 65535".into()))
+                }
+                (Some(p), None) => PortSet::single(*p),
+                (None, Some(list)) => PortSet::parse(list)
+                    .map_err(|m| err(format!("service[{label}].ports"), m))?,
+                _ => {
+                    return Err(err(
+                        format!("service[{label}].port"),
+                        "give exactly one of port = 80 or ports = [\"21\", \"10000-10100\"] (or [\"*\"])".into(),
+                    ))
+                }
+            };
+            if let Some((other, _)) = svc_keys.iter().find(|(_, (proto, vip, ports))| {
+                *proto == s.protocol && *vip == s.vip && set.overlaps(ports)
+            }) {
                 return Err(err(
                     format!("service[{label}]"),
                     format!(
-                        "another service already has {} {}:{}",
+                        "its {} ports {set} on {} overlap those of service {other}",
                         s.protocol.name(),
-                        s.vip,
-                        s.port
+                        s.vip
                     ),
                 ));
             }
-            if s.port == 0 {
+            svc_keys.push((label.clone(), (s.protocol, s.vip, set.clone())));
+            if s.persistence_timeout > 7 * 24 * 3600 {
                 return Err(err(
-                    format!("service[{label}].port"),
-                    "must be 1 to 65535".into(),
+                    format!("service[{label}].persistence_timeout"),
+                    "must be 0 (off) to 604800 seconds".into(),
+                ));
+            }
+            if !(1..=32).contains(&s.persistence_netmask) {
+                return Err(err(
+                    format!("service[{label}].persistence_netmask"),
+                    "a prefix length, 1 to 32 (24 groups a /24 like -M 255.255.255.0)".into(),
                 ));
             }
             if !s.vip.is_unicast_like() {
@@ -789,6 +947,12 @@ impl Config {
                 if srv.port == Some(0) {
                     return Err(err(f("port"), "must be 1 to 65535".into()));
                 }
+                if srv.port.is_some() && set.as_single().is_none() {
+                    return Err(err(
+                        f("port"),
+                        "a multi-port service keeps the client's destination port: remove the server's port".into(),
+                    ));
+                }
                 if !self.routable(srv.address) {
                     return Err(err(
                         f("address"),
@@ -808,7 +972,7 @@ impl Config {
             }
             let mut seen = HashSet::new();
             for (j, srv) in s.servers.iter().enumerate() {
-                if !seen.insert((srv.address, srv.port.unwrap_or(s.port))) {
+                if !seen.insert((srv.address, s.server_port(srv))) {
                     return Err(err(
                         format!("service[{label}].server[{j}]"),
                         "the same address and port appear twice".into(),
@@ -871,23 +1035,29 @@ impl Config {
             s.push_str(&format!("neighbor {} {} on {}\n", n.ip, n.mac, n.port));
         }
         for v in &self.services {
+            let persist = if v.persistence_timeout > 0 {
+                format!(
+                    " persistent {} s /{}",
+                    v.persistence_timeout, v.persistence_netmask
+                )
+            } else {
+                String::new()
+            };
             s.push_str(&format!(
-                "service {}: {} {}:{} {} {} ({} servers)\n",
+                "service {}: {} {}:{} {} {}{persist} ({} servers)\n",
                 v.name,
                 v.protocol.name(),
                 v.vip,
-                v.port,
+                v.port_set(),
                 v.scheduler.name(),
                 v.forward.name(),
                 v.servers.len()
             ));
             for r in &v.servers {
-                s.push_str(&format!(
-                    "  -> {}:{} weight {}\n",
-                    r.address,
-                    r.port.unwrap_or(v.port),
-                    r.weight
-                ));
+                let port = v
+                    .server_port(r)
+                    .map_or_else(|| "(client's port)".to_string(), |p| p.to_string());
+                s.push_str(&format!("  -> {}:{port} weight {}\n", r.address, r.weight));
             }
         }
         s
@@ -1028,6 +1198,39 @@ port = 8080
             let m = refused(&text).to_string();
             assert!(m.contains(needle), "expected `{needle}` in: {m}");
         }
+    }
+
+    #[test]
+    fn port_sets_and_persistence() {
+        let ftp = GOOD.replace("port = 80\nscheduler = \"wrr\"", "ports = [\"21\", \"10000-10100\", \"10050-10200\"]\nscheduler = \"wrr\"\npersistence_timeout = 300\npersistence_netmask = 24")
+            .replace("port = 8080\nweight = 3", "weight = 3")
+            .replace("port = 8080\n", "");
+        let c = parse(&ftp).unwrap();
+        let set = c.services[0].port_set();
+        assert_eq!(set.to_string(), "21,10000-10200");
+        assert!(
+            set.contains(21) && set.contains(10200) && !set.contains(22) && !set.contains(10201)
+        );
+        assert_eq!(c.services[0].server_port(&c.services[0].servers[0]), None);
+        assert!(c
+            .summary()
+            .contains("tcp 192.0.2.100:21,10000-10200 wrr nat persistent 300 s /24"));
+        assert_eq!(PortSet::parse(&["*".into()]).unwrap().to_string(), "*");
+
+        let cases = [
+            (ftp.replace("\"10050-10200\"", "\"10200-10050\""), "service[web].ports: `10200-10050` is not a port"),
+            (ftp.replace("weight = 3", "weight = 3\nport = 2121"), "service[web].server[0].port: a multi-port service keeps the client's destination port"),
+            (ftp.replace("persistence_netmask = 24", "persistence_netmask = 0"), "service[web].persistence_netmask"),
+            (ftp.replace("ports = [", "port = 21\nports = ["), "give exactly one of port"),
+            (format!("{ftp}\n[[service]]\nname = \"other\"\nprotocol = \"tcp\"\nvip = \"192.0.2.100\"\nport = 10100\n"), "service[other]: its tcp ports 10100 on 192.0.2.100 overlap those of service web"),
+        ];
+        for (text, needle) in cases {
+            let m = refused(&text).to_string();
+            assert!(m.contains(needle), "expected `{needle}` in: {m}");
+        }
+        // The same ports on another protocol or VIP do not overlap.
+        let udp = format!("{ftp}\n[[service]]\nname = \"other\"\nprotocol = \"udp\"\nvip = \"192.0.2.100\"\nport = 21\n");
+        parse(&udp).unwrap();
     }
 
     #[test]

@@ -564,7 +564,7 @@ pub fn final_report(cfg: &Config, b: &LocalBlock, ports: &[Port]) -> String {
             svc.name,
             svc.protocol.name(),
             svc.vip,
-            svc.port,
+            svc.port_set(),
             svc.scheduler.name(),
             lb(LbCounter::Connections),
             lb(LbCounter::PacketsIn),
@@ -577,7 +577,7 @@ pub fn final_report(cfg: &Config, b: &LocalBlock, ports: &[Port]) -> String {
             s.push_str(&format!(
                 "    -> {}:{} weight {}: conns={} pkts_in={} pkts_out={} bytes_in={} bytes_out={}\n",
                 r.address,
-                r.port.unwrap_or(svc.port),
+                svc.server_port(r).unwrap_or(0),
                 r.weight,
                 lb(LbCounter::Connections),
                 lb(LbCounter::PacketsIn),
@@ -639,7 +639,7 @@ pub fn stats_json(
                     server += 1;
                     json!({
                         "address": r.address.to_string(),
-                        "port": r.port.unwrap_or(svc.port),
+                        "port": svc.server_port(r).unwrap_or(0),
                         "weight": r.weight,
                         "counters": lbmap(&|c| layout.server(k, c)),
                     })
@@ -649,7 +649,7 @@ pub fn stats_json(
                 "name": svc.name,
                 "protocol": svc.protocol.name(),
                 "vip": svc.vip.to_string(),
-                "port": svc.port,
+                "ports": svc.port_set().to_string(),
                 "counters": lbmap(&|c| layout.service(i, c)),
                 "servers": servers,
             })

@@ -695,3 +695,180 @@ fn ipv4_options_are_forwarded_untouched() {
     let ((_, _, _, dp, _), _) = decode(&out);
     assert_eq!(dp, 8080);
 }
+
+/// An FTP-cluster style service: control port plus a passive range, persistent per /24, rr.
+const FTP_CONFIG: &str = r#"
+[[port]]
+name = "client"
+vdev = "net_null0"
+address = "203.0.113.1/24"
+
+[[port]]
+name = "server"
+vdev = "net_null1"
+address = "198.51.100.1/24"
+
+[[neighbor]]
+port = "server"
+ip = "198.51.100.11"
+mac = "02:55:00:00:00:11"
+
+[[neighbor]]
+port = "server"
+ip = "198.51.100.12"
+mac = "02:55:00:00:00:12"
+
+[[service]]
+name = "ftp"
+protocol = "tcp"
+vip = "203.0.113.100"
+ports = ["21", "10000-10100"]
+scheduler = "rr"
+persistence_timeout = 300
+persistence_netmask = 24
+
+[[service.server]]
+address = "198.51.100.11"
+
+[[service.server]]
+address = "198.51.100.12"
+weight = WEIGHT2
+"#;
+
+fn ftp_pipeline(weight2: u32) -> Pipeline<Vec<u8>> {
+    pipeline_with(&FTP_CONFIG.replace("WEIGHT2", &weight2.to_string()))
+}
+
+/// Destination (server address, port) of the single frame forwarded for `f`.
+fn forward_one(p: &mut Pipeline<Vec<u8>>, f: Vec<u8>, t: Instant) -> (Ipv4Addr, u16) {
+    let mut io = TestIo::default();
+    p.process(0, f, t, &mut io);
+    assert_eq!(io.sent.len(), 1, "forwarded: {:?}", p.counters());
+    let ((_, dst, _, dp, _), _) = decode(&io.sent[0].1);
+    (dst, dp)
+}
+
+#[test]
+fn persistence_keeps_a_client_and_its_subnet_on_one_server_across_ports() {
+    let mut p = ftp_pipeline(1);
+    let t = Instant::from_secs(1);
+    let other = [203, 0, 113, 77]; // same /24 as CLIENT
+    let far = [192, 0, 2, 1]; // another /24
+    let (s0, port) = forward_one(
+        &mut p,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 5000, 21, "S"),
+        t,
+    );
+    assert_eq!(
+        port, 21,
+        "a multi-port service keeps the client's destination port"
+    );
+    for (i, dport) in [10000u16, 10050, 10100, 21].iter().enumerate() {
+        let (s, port) = forward_one(
+            &mut p,
+            tcp(
+                PEER_C,
+                CLIENT_MAC,
+                CLIENT,
+                VIP,
+                5001 + i as u16,
+                *dport,
+                "S",
+            ),
+            t,
+        );
+        assert_eq!(
+            (s, port),
+            (s0, *dport),
+            "same server on every port of the service"
+        );
+    }
+    let (s, _) = forward_one(
+        &mut p,
+        tcp(PEER_C, CLIENT_MAC, other, VIP, 6000, 10001, "S"),
+        t,
+    );
+    assert_eq!(s, s0, "the same /24 shares the template");
+    // rr would alternate: a client outside the /24 gets the next server.
+    let (s, _) = forward_one(&mut p, tcp(PEER_C, CLIENT_MAC, far, VIP, 6000, 21, "S"), t);
+    assert_ne!(s, s0);
+    // Ports outside the service are not part of it.
+    let mut io = TestIo::default();
+    p.process(
+        0,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 7000, 10101, "S"),
+        t,
+        &mut io,
+    );
+    assert_eq!(drops(&p, DropReason::NoService), 1);
+}
+
+#[test]
+fn persistence_lapses_after_timeout_once_connections_end() {
+    let mut p = ftp_pipeline(1);
+    let t = Instant::from_secs(1);
+    let (s0, _) = forward_one(
+        &mut p,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 5000, 21, "S"),
+        t,
+    );
+    // Close the connection (RST after the handshake) so the template controls nothing.
+    let mut io = TestIo::default();
+    p.process(
+        0,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 5000, 21, "A"),
+        t,
+        &mut io,
+    );
+    p.process(
+        0,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 5000, 21, "R"),
+        t,
+        &mut io,
+    );
+    // Within the timeout: still pinned, even though rr's turn moved on.
+    let (s, _) = forward_one(
+        &mut p,
+        tcp(PEER_C, CLIENT_MAC, [192, 0, 2, 9], VIP, 1, 21, "S"),
+        t,
+    );
+    assert_ne!(s, s0);
+    let (s, _) = forward_one(
+        &mut p,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 5002, 21, "S"),
+        Instant::from_secs(200),
+    );
+    assert_eq!(s, s0);
+    // Let every flow and the template lapse (RST'd flows: 10 s; the SYN_RECV ones: 60 s;
+    // template: 300 s after its last new connection at 200 s).
+    for sec in (210..=520).step_by(10) {
+        p.poll(Instant::from_secs(sec), &mut io);
+    }
+    assert_eq!(p.flows().len(), 0);
+    assert_eq!(p.services().persistence_templates(), 0);
+    // Now rr decides afresh: its next turn is the server other than the last one it chose.
+    let (s, _) = forward_one(
+        &mut p,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 5003, 21, "S"),
+        Instant::from_secs(600),
+    );
+    assert_eq!(
+        s, s0,
+        "rr's cursor was at s0's turn again after serving the far client"
+    );
+}
+
+#[test]
+fn weight_zero_server_is_never_scheduled_for_persistent_clients() {
+    // Server 2 has weight 0: rr never picks it, so every client lands on server 1.
+    let mut p = ftp_pipeline(0);
+    let t = Instant::from_secs(1);
+    for i in 0..10u8 {
+        let (s, _) = forward_one(
+            &mut p,
+            tcp(PEER_C, CLIENT_MAC, [192, 0, 2, 10 + i], VIP, 1000, 21, "S"),
+            t,
+        );
+        assert_eq!(s, Ipv4Addr::from(S1));
+    }
+}

@@ -1,13 +1,21 @@
-//! Virtual services: (protocol, VIP, port) → a list of real servers and a scheduler.
+//! Virtual services: (protocol, VIP, port or port set) → a list of real servers and a scheduler,
+//! with optional persistence.
+//!
+//! A single-port service is found by an exact hash lookup; multi-port services (the LVS
+//! firewall-mark recipe, e.g. FTP's 21 plus a passive range) are checked after an exact miss, in
+//! config order; the config refuses overlaps. A multi-port service's servers keep the client's
+//! destination port (their `Dest::port` is 0).
 
 use std::net::Ipv4Addr;
 
 use hashbrown::{HashMap, HashSet};
 
 use super::dest::Dest;
+use super::persist::Persistence;
 use super::sched::{self, Scheduler};
-use crate::config::{Config, ForwardMethod};
+use crate::config::{Config, ForwardMethod, PortSet};
 use crate::flow::FlowKey;
+use crate::time::Instant;
 
 /// One virtual service as a worker sees it.
 #[derive(Debug)]
@@ -18,8 +26,10 @@ pub struct Service {
     pub proto: u8,
     /// Virtual address.
     pub vip: Ipv4Addr,
-    /// Virtual port.
-    pub port: u16,
+    /// Virtual ports (one, ranges, or all).
+    pub ports: PortSet,
+    /// Persistence: timeout and client address mask, when on.
+    pub persistence: Option<(std::time::Duration, u32)>,
     /// Forwarding method.
     pub forward: ForwardMethod,
     /// Real servers.
@@ -35,18 +45,30 @@ impl Service {
 }
 
 /// All services of one worker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ServiceTable {
     services: Vec<Service>,
     by_key: HashMap<(u8, Ipv4Addr, u16), u16>,
+    multi: Vec<(u8, Ipv4Addr, u16)>,
     vips: HashSet<Ipv4Addr>,
     servers: usize,
+    persist: Persistence,
+    /// New connections scheduled without persistence because the template table was full.
+    pub persistence_full: u64,
 }
 
 impl ServiceTable {
     /// Build from a validated config (server indices numbered across services in order).
     pub fn from_config(cfg: &Config) -> ServiceTable {
-        let mut t = ServiceTable::default();
+        let mut t = ServiceTable {
+            services: Vec::new(),
+            by_key: HashMap::new(),
+            multi: Vec::new(),
+            vips: HashSet::new(),
+            servers: 0,
+            persist: Persistence::new(cfg.flows.capacity),
+            persistence_full: 0,
+        };
         let mut next_index: u16 = 0;
         for s in &cfg.services {
             let dests: Vec<Dest> = s
@@ -55,7 +77,7 @@ impl ServiceTable {
                 .map(|r| {
                     let d = Dest {
                         addr: r.address,
-                        port: r.port.unwrap_or(s.port),
+                        port: s.server_port(r).unwrap_or(0),
                         weight: r.weight,
                         index: next_index,
                         active: 0,
@@ -66,13 +88,27 @@ impl ServiceTable {
                 })
                 .collect();
             let id = t.services.len() as u16;
-            t.by_key.insert((s.protocol.ip_proto(), s.vip, s.port), id);
+            let ports = s.port_set();
+            let proto = s.protocol.ip_proto();
+            match ports.as_single() {
+                Some(p) => {
+                    t.by_key.insert((proto, s.vip, p), id);
+                }
+                None => t.multi.push((proto, s.vip, id)),
+            }
             t.vips.insert(s.vip);
+            let persistence = (s.persistence_timeout > 0).then(|| {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(s.persistence_netmask.min(32)))
+                    .unwrap_or(0);
+                (std::time::Duration::from_secs(s.persistence_timeout), mask)
+            });
             t.services.push(Service {
                 name: s.name.clone(),
-                proto: s.protocol.ip_proto(),
+                proto,
                 vip: s.vip,
-                port: s.port,
+                ports,
+                persistence,
                 forward: s.forward,
                 sched: sched::new(s.scheduler, &dests),
                 dests,
@@ -82,10 +118,34 @@ impl ServiceTable {
         t
     }
 
+    /// The shortest persistence netmask of any persistent service (32 when none): the sharding
+    /// prefix that keeps every persistence group on one worker.
+    pub fn affinity_prefix(cfg: &Config) -> u8 {
+        cfg.services
+            .iter()
+            .filter(|s| s.persistence_timeout > 0)
+            .map(|s| s.persistence_netmask)
+            .min()
+            .unwrap_or(32)
+    }
+
     /// The service for a destination, if any.
     #[inline]
     pub fn lookup(&self, proto: u8, vip: Ipv4Addr, port: u16) -> Option<u16> {
-        self.by_key.get(&(proto, vip, port)).copied()
+        if let Some(id) = self.by_key.get(&(proto, vip, port)) {
+            return Some(*id);
+        }
+        self.multi
+            .iter()
+            .find(|(p, v, id)| {
+                *p == proto
+                    && *v == vip
+                    && self
+                        .services
+                        .get(usize::from(*id))
+                        .is_some_and(|s| s.ports.contains(port))
+            })
+            .map(|(_, _, id)| *id)
     }
 
     /// True when `ip` is the VIP of any service.
@@ -124,19 +184,55 @@ impl ServiceTable {
         self.servers
     }
 
-    /// Pick a real server of service `id` for a new flow and count it as active.
-    /// Returns the server's position in the service and a copy of it.
-    pub fn schedule(&mut self, id: u16, key: &FlowKey) -> Option<(u16, Dest)> {
+    /// Pick a real server of service `id` for a new flow from `key.src` and count it as
+    /// active: the client's persistence template first (when the service is persistent and its
+    /// server still takes connections), else the scheduler. Returns the server's position in
+    /// the service and a copy of it.
+    pub fn schedule(&mut self, id: u16, key: &FlowKey, now: Instant) -> Option<(u16, Dest)> {
         let svc = self.services.get_mut(usize::from(id))?;
-        let i = svc.sched.schedule(&svc.dests, key)?;
+        let persist = svc
+            .persistence
+            .map(|(timeout, mask)| (u32::from(key.src) & mask, now + timeout));
+        let pinned = persist
+            .and_then(|(client, _)| self.persist.lookup(id, client, now))
+            .filter(|i| {
+                // A quiescent (weight 0) or removed server never gets new flows, template or not.
+                svc.dests.get(usize::from(*i)).is_some_and(Dest::available)
+            });
+        let i = match pinned {
+            Some(i) => usize::from(i),
+            None => svc.sched.schedule(&svc.dests, key)?,
+        };
+        if let Some((client, expires)) = persist {
+            if !self.persist.attach(id, client, i as u16, expires) {
+                self.persistence_full += 1;
+            }
+        }
         let d = svc.dests.get_mut(i)?;
         d.active = d.active.saturating_add(1);
         Some((i as u16, d.clone()))
     }
 
-    /// A flow to server `dest` (global index) of service `id` ended; `active` says which count
-    /// it was in.
-    pub fn release(&mut self, id: u16, dest: u16, active: bool) {
+    /// Lapsed persistence templates: remove them, looking at no more than `budget`.
+    pub fn expire_persistence(&mut self, now: Instant, budget: usize) -> usize {
+        self.persist.expire(now, budget)
+    }
+
+    /// Persistence templates held.
+    pub fn persistence_templates(&self) -> usize {
+        self.persist.len()
+    }
+
+    /// A flow of `client` to server `dest` (global index) of service `id` ended; `active` says
+    /// which count it was in.
+    pub fn release(&mut self, id: u16, dest: u16, active: bool, client: Ipv4Addr) {
+        if let Some((_, mask)) = self
+            .services
+            .get(usize::from(id))
+            .and_then(|s| s.persistence)
+        {
+            self.persist.detach(id, u32::from(client) & mask);
+        }
         if let Some(d) = self.dest_mut(id, dest) {
             if active {
                 d.active = d.active.saturating_sub(1);
@@ -160,11 +256,87 @@ impl ServiceTable {
         }
     }
 
+    /// Change the weight of server `dest` (global index) of service `id`; 0 drains it: existing
+    /// flows carry on, no new flow (nor persistence template) sends it anything.
+    pub fn set_weight(&mut self, id: u16, dest: u16, weight: u32) -> bool {
+        let Some(svc) = self.services.get_mut(usize::from(id)) else {
+            return false;
+        };
+        let Some(d) = svc.dests.iter_mut().find(|d| d.index == dest) else {
+            return false;
+        };
+        d.weight = weight;
+        svc.sched.update(&svc.dests);
+        true
+    }
+
     fn dest_mut(&mut self, id: u16, dest: u16) -> Option<&mut Dest> {
         self.services
             .get_mut(usize::from(id))?
             .dests
             .iter_mut()
             .find(|d| d.index == dest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const CFG: &str = r#"
+[[port]]
+name = "p"
+vdev = "net_null0"
+address = "198.51.100.1/24"
+
+[[service]]
+name = "s"
+protocol = "tcp"
+vip = "203.0.113.100"
+port = 21
+scheduler = "rr"
+persistence_timeout = 300
+
+[[service.server]]
+address = "198.51.100.11"
+
+[[service.server]]
+address = "198.51.100.12"
+"#;
+
+    fn key(src: [u8; 4], sport: u16) -> FlowKey {
+        FlowKey {
+            src: src.into(),
+            dst: Ipv4Addr::new(203, 0, 113, 100),
+            sport,
+            dport: 21,
+            proto: 6,
+        }
+    }
+
+    #[test]
+    fn draining_a_pinned_server_moves_its_clients_and_keeps_them_there() {
+        let cfg = Config::parse(CFG, Path::new("t.toml")).unwrap();
+        let mut t = ServiceTable::from_config(&cfg);
+        let now = Instant::from_secs(1);
+        let (first, d) = t.schedule(0, &key([192, 0, 2, 7], 1000), now).unwrap();
+        assert_eq!(
+            t.schedule(0, &key([192, 0, 2, 7], 1001), now).unwrap().0,
+            first
+        );
+        assert!(t.set_weight(0, d.index, 0));
+        let (moved, _) = t.schedule(0, &key([192, 0, 2, 7], 1002), now).unwrap();
+        assert_ne!(
+            moved, first,
+            "a quiescent server gets no new flow, template or not"
+        );
+        assert_eq!(
+            t.schedule(0, &key([192, 0, 2, 7], 1003), now).unwrap().0,
+            moved,
+            "re-pinned"
+        );
+        assert!(!t.set_weight(0, 99, 1));
+        assert!(!t.set_weight(5, 0, 1));
     }
 }

@@ -123,7 +123,7 @@ impl<B: PacketBuf> Pipeline<B> {
         };
         Pipeline {
             worker,
-            sharding: Sharding::new(cfg.workers.count as u16, 32),
+            sharding: Sharding::new(cfg.workers.count as u16, ServiceTable::affinity_prefix(cfg)),
             ports,
             routes,
             owned,
@@ -204,8 +204,9 @@ impl<B: PacketBuf> Pipeline<B> {
     pub fn poll(&mut self, now: Instant, io: &mut impl Io<B>) {
         let services = &mut self.services;
         let expired = self.flows.expire(now, self.expire_budget, |c| {
-            services.release(c.service, c.dest, c.state.is_active());
+            services.release(c.service, c.dest, c.state.is_active(), c.client);
         });
+        self.services.expire_persistence(now, self.expire_budget);
         self.bump(Counter::FlowsExpired, expired as u64);
         self.counters.set(
             Layout::counter(Counter::FlowsActive),
@@ -490,7 +491,7 @@ impl<B: PacketBuf> Pipeline<B> {
     fn end_flow(&mut self, id: ConnId) {
         if let Some(c) = self.flows.remove(id) {
             self.services
-                .release(c.service, c.dest, c.state.is_active());
+                .release(c.service, c.dest, c.state.is_active(), c.client);
             self.bump(Counter::FlowsExpired, 1);
         }
     }
@@ -551,7 +552,7 @@ impl<B: PacketBuf> Pipeline<B> {
         if k.proto == ipproto::TCP && !(l4.seen.syn && !l4.seen.ack && !l4.seen.rst) {
             return self.drop_buf(io, buf, DropReason::NotSyn);
         }
-        let Some((_, dest)) = self.services.schedule(svc, &k) else {
+        let Some((_, dest)) = self.services.schedule(svc, &k, now) else {
             return self.drop_buf(io, buf, DropReason::NoServer);
         };
         // UDP flows sit in ESTABLISHED: one timeout, always counted active (as in IPVS).
@@ -566,7 +567,8 @@ impl<B: PacketBuf> Pipeline<B> {
             server: dest.addr,
             cport: k.sport,
             vport: k.dport,
-            sport: dest.port,
+            // A multi-port service's servers keep the client's destination port.
+            sport: if dest.port == 0 { k.dport } else { dest.port },
             service: svc,
             dest: dest.index,
             proto: k.proto,
@@ -577,7 +579,7 @@ impl<B: PacketBuf> Pipeline<B> {
         let id = match self.flows.insert(conn) {
             Ok(id) => id,
             Err(e) => {
-                self.services.release(svc, dest.index, true);
+                self.services.release(svc, dest.index, true, k.src);
                 let r = match e {
                     InsertError::Full => DropReason::FlowTableFull,
                     InsertError::Conflict => DropReason::FlowConflict,

@@ -5,4 +5,7 @@
 //! rewrite costs the same whatever the payload size. An incremental update keeps a wrong
 //! checksum wrong: rvs never "repairs" a corrupted segment into a valid one.
 
+pub mod dr;
+pub mod icmp;
 pub mod nat;
+pub mod tun;
