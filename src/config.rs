@@ -523,6 +523,10 @@ pub struct ServiceConfig {
     /// their server.
     #[serde(default = "default_netmask")]
     pub persistence_netmask: u8,
+    /// When a server is removed (by a reload), end its existing flows at their next packet
+    /// (IPVS's expire_nodest_conn) instead of letting them finish.
+    #[serde(default)]
+    pub expire_removed: bool,
     /// `nat`.
     #[serde(default)]
     pub forward: ForwardMethod,
@@ -542,6 +546,9 @@ pub struct ServerConfig {
     /// Weight; 0 takes no new connections.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Set at run time when a reload removed the server (its counters stay in the reports).
+    #[serde(skip)]
+    pub removed: bool,
 }
 
 fn default_weight() -> u32 {
@@ -1074,6 +1081,123 @@ impl UnicastLike for Ipv4Addr {
     }
 }
 
+impl Config {
+    /// This running config with a reload's server changes applied: weights updated, removed
+    /// servers kept (so counter rows keep their positions) but marked.
+    pub fn with_changes(&self, changes: &[ServerChange]) -> Config {
+        let mut c = self.clone();
+        let mut index: u16 = 0;
+        for s in &mut c.services {
+            for r in &mut s.servers {
+                if let Some(ch) = changes.iter().find(|ch| ch.server == index) {
+                    r.weight = ch.weight;
+                    r.removed = ch.removed;
+                }
+                index = index.saturating_add(1);
+            }
+        }
+        c
+    }
+}
+
+/// One server change a reload may make at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerChange {
+    /// Service index (config order).
+    pub service: u16,
+    /// Global server index (config order across services, as at start).
+    pub server: u16,
+    /// New weight (0 when removed).
+    pub weight: u32,
+    /// The server is no longer in the config.
+    pub removed: bool,
+}
+
+impl Config {
+    /// What a reload from `self` (running) to `new` changes, or why it cannot be applied while
+    /// running. Only server weights may change, and servers known at start may be removed and
+    /// added back; everything else needs a restart. `path` names the file in messages.
+    pub fn reload_changes(
+        &self,
+        new: &Config,
+        path: &Path,
+    ) -> Result<Vec<ServerChange>, ConfigError> {
+        let refuse = |field: String, what: &str| ConfigError {
+            file: path.to_path_buf(),
+            field,
+            message: format!(
+                "{what} cannot change while rvs runs: restart to apply it (nothing was changed)"
+            ),
+        };
+        if self.eal.args != new.eal.args || self.workers.count != new.workers.count {
+            return Err(refuse(
+                "eal/workers".into(),
+                "EAL arguments or the worker count",
+            ));
+        }
+        if self.ports.len() != new.ports.len()
+            || self.ports.iter().zip(&new.ports).any(|(a, b)| {
+                a.name != b.name
+                    || a.vdev != b.vdev
+                    || a.pci != b.pci
+                    || a.address != b.address
+                    || a.gateway != b.gateway
+            })
+        {
+            return Err(refuse("port".into(), "ports"));
+        }
+        if self.services.len() != new.services.len() {
+            return Err(refuse("service".into(), "the set of services"));
+        }
+        let mut changes = Vec::new();
+        let mut index: u16 = 0;
+        for (i, (a, b)) in self.services.iter().zip(&new.services).enumerate() {
+            let label = format!("service[{}]", a.name);
+            if a.name != b.name
+                || a.protocol != b.protocol
+                || a.vip != b.vip
+                || a.port_set() != b.port_set()
+                || a.scheduler != b.scheduler
+                || a.forward != b.forward
+                || a.persistence_timeout != b.persistence_timeout
+                || a.persistence_netmask != b.persistence_netmask
+                || a.expire_removed != b.expire_removed
+            {
+                return Err(refuse(
+                    label,
+                    "a service's name, protocol, VIP, ports, scheduler, method or persistence",
+                ));
+            }
+            for (j, nb) in b.servers.iter().enumerate() {
+                if !a
+                    .servers
+                    .iter()
+                    .any(|o| o.address == nb.address && a.server_port(o) == b.server_port(nb))
+                {
+                    return Err(refuse(
+                        format!("{label}.server[{j}]"),
+                        "adding a server not present at start",
+                    ));
+                }
+            }
+            for o in &a.servers {
+                let now = b
+                    .servers
+                    .iter()
+                    .find(|nb| nb.address == o.address && b.server_port(nb) == a.server_port(o));
+                changes.push(ServerChange {
+                    service: i as u16,
+                    server: index,
+                    weight: now.map_or(0, |n| n.weight),
+                    removed: now.is_none(),
+                });
+                index = index.saturating_add(1);
+            }
+        }
+        Ok(changes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1231,6 +1355,65 @@ port = 8080
         // The same ports on another protocol or VIP do not overlap.
         let udp = format!("{ftp}\n[[service]]\nname = \"other\"\nprotocol = \"udp\"\nvip = \"192.0.2.100\"\nport = 21\n");
         parse(&udp).unwrap();
+    }
+
+    #[test]
+    fn reload_allows_weights_and_removals_only() {
+        let old = parse(GOOD).unwrap();
+        let p = Path::new("t.toml");
+        let same = old.reload_changes(&parse(GOOD).unwrap(), p).unwrap();
+        assert_eq!(
+            same.iter()
+                .map(|c| (c.weight, c.removed))
+                .collect::<Vec<_>>(),
+            vec![(3, false), (1, false)]
+        );
+        let drained = parse(&GOOD.replace("weight = 3", "weight = 0")).unwrap();
+        assert_eq!(
+            old.reload_changes(&drained, p).unwrap()[0],
+            ServerChange {
+                service: 0,
+                server: 0,
+                weight: 0,
+                removed: false
+            }
+        );
+        let i = GOOD.rfind("[[service.server]]").unwrap();
+        let removed = parse(&GOOD[..i]).unwrap();
+        assert_eq!(
+            old.reload_changes(&removed, p).unwrap()[1],
+            ServerChange {
+                service: 0,
+                server: 1,
+                weight: 0,
+                removed: true
+            }
+        );
+        let refusals = [
+            (
+                GOOD.replace("port = 80", "port = 81"),
+                "service[web]: a service's name",
+            ),
+            (
+                GOOD.replace("address = \"198.51.100.12\"", "address = \"198.51.100.13\""),
+                "service[web].server[1]: adding a server",
+            ),
+            (GOOD.replace("\"0-1\"", "\"0-2\""), "eal/workers"),
+            (
+                GOOD.replace("198.51.100.1/24", "198.51.100.2/24"),
+                "port: ports cannot change",
+            ),
+        ];
+        for (text, needle) in refusals {
+            let m = old
+                .reload_changes(&parse(&text).unwrap(), p)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                m.contains(needle) && m.contains("restart"),
+                "expected `{needle}` in: {m}"
+            );
+        }
     }
 
     #[test]

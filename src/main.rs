@@ -18,7 +18,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Start the data plane with a config file; SIGINT or SIGTERM stops it.
+    /// Start the data plane with a config file; SIGINT or SIGTERM stops it, SIGHUP re-reads
+    /// the file and applies server weight changes and removals.
     Run {
         /// The TOML configuration.
         #[arg(short, long)]
@@ -56,7 +57,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match runtime::run(&cfg, &RunOptions { stats_file }) {
+            match runtime::run(
+                &cfg,
+                &RunOptions {
+                    stats_file,
+                    config_path: Some(config),
+                },
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("rvs: {e}");

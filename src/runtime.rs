@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use crossbeam::queue::ArrayQueue;
 
-use crate::config::Config;
+use crate::config::{Config, ServerChange};
 use crate::dpdk::{self, DpdkError, Eal, Mbuf, Mempool, Port, PortConfig, RxQueue, TxQueue};
 use crate::packet::PacketBuf;
 use crate::stats::{self, Counter, DropReason, Layout, LbCounter, LocalBlock, SharedBlock};
@@ -56,8 +56,12 @@ fn ctx(what: impl fmt::Display) -> impl FnOnce(DpdkError) -> RunError {
 pub struct RunOptions {
     /// Write the counters as JSON here at every status interval and at exit.
     pub stats_file: Option<PathBuf>,
+    /// The config file, re-read on SIGHUP (server weights and removals apply at run time).
+    pub config_path: Option<PathBuf>,
 }
 
+/// Capacity of each worker's inbox of reload changes.
+const CONTROL_QUEUE: usize = 16;
 /// Data room of packet mbufs: a 1500-byte MTU frame plus room to encapsulate.
 const MBUF_DATA_ROOM: u16 = dpdk::DEFAULT_DATA_ROOM;
 /// How often a worker publishes its counters.
@@ -80,8 +84,8 @@ struct NeighMsg {
 struct Mailboxes {
     handover: Vec<ArrayQueue<(u16, Mbuf)>>,
     neigh: Vec<ArrayQueue<NeighMsg>>,
+    control: Vec<ArrayQueue<Arc<Vec<ServerChange>>>>,
 }
-
 impl Mailboxes {
     fn new(workers: usize) -> Mailboxes {
         Mailboxes {
@@ -89,6 +93,9 @@ impl Mailboxes {
                 .map(|_| ArrayQueue::new(HANDOVER_QUEUE))
                 .collect(),
             neigh: (0..workers).map(|_| ArrayQueue::new(NEIGH_QUEUE)).collect(),
+            control: (0..workers)
+                .map(|_| ArrayQueue::new(CONTROL_QUEUE))
+                .collect(),
         }
     }
 
@@ -104,11 +111,15 @@ impl Mailboxes {
 /// counters at exit.
 pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
+    let reload = Arc::new(AtomicBool::new(false));
+    for (sig, flag) in [
+        (signal_hook::consts::SIGINT, &stop),
+        (signal_hook::consts::SIGTERM, &stop),
+        (signal_hook::consts::SIGHUP, &reload),
+    ] {
+        signal_hook::flag::register(sig, Arc::clone(flag))
             .map_err(|e| RunError(format!("cannot install the handler for signal {sig}: {e}")))?;
     }
-
     let eal = Eal::init(&cfg.eal_args()).map_err(ctx(
         "EAL initialisation failed (check eal.args, hugepages or --no-huge, and that no other rvs uses the same --file-prefix)",
     ))?;
@@ -250,22 +261,28 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
         if n > 1 { format!(", others on lcores {:?}", &remote[..n - 1]) } else { String::new() }
     );
     let control = {
-        let (cfg, shared, ports, stop, opts) = (
-            cfg.clone(),
-            shared.clone(),
-            Arc::clone(&ports),
-            Arc::clone(&stop),
-            opts.clone(),
-        );
+        let ctl = Control {
+            cfg: cfg.clone(),
+            shared: shared.clone(),
+            layout,
+            ports: Arc::clone(&ports),
+            stop: Arc::clone(&stop),
+            reload: Arc::clone(&reload),
+            mail: Arc::clone(&mail),
+            opts: opts.clone(),
+        };
         std::thread::Builder::new()
             .name("rvs-control".into())
-            .spawn(move || control_loop(&cfg, &shared, layout, &ports, &stop, &opts))
+            .spawn(move || ctl.run())
             .map_err(|e| RunError(format!("cannot start the control thread: {e}")))?
     };
     let mut rcs = vec![first.map_or(0, |w| w.run(clock))];
     rcs.extend(handles.into_iter().map(|h| h.wait()));
     stop.store(true, Ordering::Relaxed);
-    let started = control.join().unwrap_or_else(|_| std::time::Instant::now());
+    let (started, live) = control
+        .join()
+        .unwrap_or_else(|_| (std::time::Instant::now(), cfg.clone()));
+    let cfg = &live;
     mail.drain();
 
     let fin = snapshot(&shared, layout);
@@ -285,37 +302,94 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
     Ok(())
 }
 
-/// The control thread: periodic status line and stats file until the stop flag is set.
-/// Returns when it started, for the uptime of the final report.
-fn control_loop(
-    cfg: &Config,
-    shared: &[Arc<SharedBlock>],
+/// What the control thread owns: it prints the status line, writes the stats file and applies
+/// reloads, reading only the published counter blocks.
+struct Control {
+    cfg: Config,
+    shared: Vec<Arc<SharedBlock>>,
     layout: Layout,
-    ports: &[Port],
-    stop: &AtomicBool,
-    opts: &RunOptions,
-) -> std::time::Instant {
-    let interval = Duration::from_secs(cfg.stats.interval_secs);
-    let started = std::time::Instant::now();
-    let mut last = std::time::Instant::now();
-    let mut prev = LocalBlock::new(layout.len());
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
-        if !interval.is_zero() && last.elapsed() >= interval {
-            let now = snapshot(shared, layout);
-            println!(
-                "{}",
-                status_line(&now, &prev, last.elapsed(), started.elapsed())
-            );
-            if let Some(path) = &opts.stats_file {
-                write_stats_file(path, cfg, &now, ports, started.elapsed(), false);
+    ports: Arc<Vec<Port>>,
+    stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+    mail: Arc<Mailboxes>,
+    opts: RunOptions,
+}
+
+impl Control {
+    /// Runs until the stop flag is set; returns when it started and the config as it now is
+    /// (weights and removals applied), for the final report.
+    fn run(mut self) -> (std::time::Instant, Config) {
+        let interval = Duration::from_secs(self.cfg.stats.interval_secs);
+        let started = std::time::Instant::now();
+        let mut last = std::time::Instant::now();
+        let mut prev = LocalBlock::new(self.layout.len());
+        while !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+            if self.reload.swap(false, Ordering::Relaxed) {
+                self.reload();
             }
-            let _ = std::io::stdout().flush();
-            prev = now;
-            last = std::time::Instant::now();
+            if !interval.is_zero() && last.elapsed() >= interval {
+                let now = snapshot(&self.shared, self.layout);
+                println!(
+                    "{}",
+                    status_line(&now, &prev, last.elapsed(), started.elapsed())
+                );
+                if let Some(path) = &self.opts.stats_file {
+                    write_stats_file(path, &self.cfg, &now, &self.ports, started.elapsed(), false);
+                }
+                let _ = std::io::stdout().flush();
+                prev = now;
+                last = std::time::Instant::now();
+            }
         }
+        (started, self.cfg)
     }
-    started
+
+    /// SIGHUP: re-read the config and hand the server changes to every worker, or say why not.
+    fn reload(&mut self) {
+        let Some(path) = self.opts.config_path.clone() else {
+            return;
+        };
+        let result = Config::load(&path).and_then(|new| self.cfg.reload_changes(&new, &path));
+        let changes = match result {
+            Ok(c) => c,
+            Err(e) => {
+                println!("rvs: reload refused: {e}");
+                let _ = std::io::stdout().flush();
+                return;
+            }
+        };
+        let changes = Arc::new(changes);
+        for (w, q) in self.mail.control.iter().enumerate() {
+            if q.push(Arc::clone(&changes)).is_err() {
+                // Sixteen reloads queued and none applied: the worker is stuck; say so.
+                println!("rvs: reload: worker {w}'s inbox is full; it keeps its old weights");
+            }
+        }
+        self.cfg = self.cfg.with_changes(&changes);
+        let summary: Vec<String> = self
+            .cfg
+            .services
+            .iter()
+            .flat_map(|s| {
+                s.servers.iter().map(move |r| {
+                    let state = if r.removed {
+                        "removed".to_string()
+                    } else {
+                        format!("weight {}", r.weight)
+                    };
+                    format!(
+                        "{}/{}:{} {state}",
+                        s.name,
+                        r.address,
+                        s.server_port(r).unwrap_or(0)
+                    )
+                })
+            })
+            .collect();
+        println!("rvs: reload applied: {}", summary.join(", "));
+        let _ = std::io::stdout().flush();
+    }
 }
 
 /// Everything one worker owns.
@@ -365,6 +439,7 @@ impl WorkerCtx {
         let mut next_publish = 0u64;
         let inbox = mail.handover.get(usize::from(id));
         let neigh_inbox = mail.neigh.get(usize::from(id));
+        let control_inbox = mail.control.get(usize::from(id));
         while !stop.load(Ordering::Relaxed) {
             let now = clock();
             for (port, q) in rxqs.iter_mut().enumerate() {
@@ -378,6 +453,11 @@ impl WorkerCtx {
                         continue;
                     }
                     pipeline.process(port as u16, m, now, &mut io);
+                }
+            }
+            if let Some(q) = control_inbox {
+                while let Some(changes) = q.pop() {
+                    pipeline.apply_changes(&changes);
                 }
             }
             if let Some(q) = neigh_inbox {

@@ -79,6 +79,8 @@ named_enum! {
         NeighQueueFull => "neigh_queue_full",
         /// The neighbour did not answer ARP after all retries.
         NeighUnresolved => "neigh_unresolved",
+        /// The flow's server was removed by a reload from a service with `expire_removed`.
+        ServerRemoved => "server_removed",
         /// No mbuf to build a generated packet (ARP request).
         NoBuffer => "no_buffer",
         /// The owning worker's handover queue was full.

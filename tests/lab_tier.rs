@@ -264,6 +264,58 @@ fn nat_lab(workers: usize) -> Value {
         .map(|v| v.as_u64().unwrap())
         .sum();
     assert_eq!(drops, 0, "unexpected drops: {}", s["drops"]);
+    // Drain srv1 at run time: weight 0 in the file, SIGHUP. Every new connection, on every
+    // worker, must then go to srv2.
+    let drained =
+        std::fs::read_to_string(&cfg_path)
+            .unwrap()
+            .replacen("weight = 3", "weight = 0", 1);
+    std::fs::write(&cfg_path, drained).unwrap();
+    let pid = guard.rvs.as_ref().unwrap().id();
+    // `ip netns exec` runs rvs as its child: signal the process that runs the config.
+    let hup = Command::new("pkill")
+        .args(["-HUP", "-f", cfg_path.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(hup.success(), "no rvs to signal (pid {pid})");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(dir.join("rvs.log"))
+        .unwrap_or_default()
+        .contains("rvs: reload applied")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no reload: {}",
+            std::fs::read_to_string(dir.join("rvs.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = in_ns(
+        "cli",
+        &[
+            python(),
+            root().join("scripts/lab/client.py").to_str().unwrap(),
+            "--vip",
+            "203.0.113.100",
+            "--tcp-port",
+            "80",
+            "--udp-port",
+            "9000",
+            "--count",
+            "40",
+            "--proto",
+            "tcp",
+        ],
+    );
+    let after: Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("client output {out}: {e}"));
+    assert_eq!(after["tcp"]["ok"], 40, "{after}");
+    assert_eq!(
+        after["tcp"]["by_server"]["srv1"], 0,
+        "a drained server got new connections: {after}"
+    );
+    assert_eq!(after["tcp"]["by_server"]["srv2"], 40, "{after}");
+
     // SIGTERM: a clean stop with the final report.
     let mut child = guard.rvs.take().unwrap();
     Command::new("kill")
@@ -286,9 +338,10 @@ fn nat_lab(workers: usize) -> Value {
     let log = std::fs::read_to_string(dir.join("rvs.log")).unwrap();
     assert!(log.contains("rvs: final counters"), "{log}");
     assert!(
-        log.contains("service web tcp 203.0.113.100:80 wrr: conns=200"),
+        log.contains("service web tcp 203.0.113.100:80 wrr: conns=240"),
         "{log}"
     );
+    assert!(log.contains("-> 198.51.100.11:8080 weight 0:"), "{log}");
     let fin = read_stats(&stats).unwrap();
     assert_eq!(fin["final"], true);
     let c = &fin["counters"];

@@ -872,3 +872,88 @@ fn weight_zero_server_is_never_scheduled_for_persistent_clients() {
         assert_eq!(s, Ipv4Addr::from(S1));
     }
 }
+
+#[test]
+fn reload_drains_and_removal_expires_flows_when_asked() {
+    use rvs::config::ServerChange;
+    // Two services on the same servers: one lets flows of a removed server finish, one ends them.
+    let text = FTP_CONFIG.replace("WEIGHT2", "1").replace("persistence_timeout = 300\n", "")
+        + "\n[[service]]\nname = \"strict\"\nprotocol = \"udp\"\nvip = \"203.0.113.100\"\nport = 53\nscheduler = \"rr\"\nexpire_removed = true\n\n[[service.server]]\naddress = \"198.51.100.11\"\n\n[[service.server]]\naddress = \"198.51.100.12\"\n";
+    let cfg = config(&text);
+    let mut p: Pipeline<Vec<u8>> = Pipeline::new(&cfg, &[CLIENT_MAC, SERVER_MAC], 0, Instant::ZERO);
+    let t = Instant::from_secs(1);
+    // One TCP flow on the first service and one UDP flow on "strict", both to server .11.
+    let (s, _) = forward_one(
+        &mut p,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 5000, 21, "S"),
+        t,
+    );
+    assert_eq!(s, Ipv4Addr::from(S1));
+    let (s, _) = forward_one(&mut p, udp(PEER_C, CLIENT_MAC, CLIENT, VIP, 5000, 53), t);
+    assert_eq!(s, Ipv4Addr::from(S1));
+    // Reload: .11 removed from both services (global server indices 0 and 2).
+    p.apply_changes(&[
+        ServerChange {
+            service: 0,
+            server: 0,
+            weight: 0,
+            removed: true,
+        },
+        ServerChange {
+            service: 1,
+            server: 2,
+            weight: 0,
+            removed: true,
+        },
+    ]);
+    // The TCP flow carries on (its service lets flows finish) ...
+    let (s, _) = forward_one(
+        &mut p,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 5000, 21, "A"),
+        t,
+    );
+    assert_eq!(s, Ipv4Addr::from(S1));
+    // ... the UDP flow of "strict" ends at its next packet ...
+    let mut io = TestIo::default();
+    p.process(
+        0,
+        udp(PEER_C, CLIENT_MAC, CLIENT, VIP, 5000, 53),
+        t,
+        &mut io,
+    );
+    assert!(io.sent.is_empty());
+    assert_eq!(drops(&p, DropReason::ServerRemoved), 1);
+    // ... and every new flow goes to the remaining server, on both services.
+    for i in 0..6u16 {
+        let (s, _) = forward_one(
+            &mut p,
+            tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 6000 + i, 21, "S"),
+            t,
+        );
+        assert_eq!(s, Ipv4Addr::from(S2));
+        let (s, _) = forward_one(
+            &mut p,
+            udp(PEER_C, CLIENT_MAC, CLIENT, VIP, 6000 + i, 53),
+            t,
+        );
+        assert_eq!(s, Ipv4Addr::from(S2));
+    }
+    // Re-adding it (weight back) makes it schedulable again.
+    p.apply_changes(&[ServerChange {
+        service: 1,
+        server: 2,
+        weight: 1,
+        removed: false,
+    }]);
+    let picks: Vec<Ipv4Addr> = (0..4u16)
+        .map(|i| {
+            forward_one(
+                &mut p,
+                udp(PEER_C, CLIENT_MAC, CLIENT, VIP, 7000 + i, 53),
+                t,
+            )
+            .0
+        })
+        .collect();
+    assert!(picks.contains(&Ipv4Addr::from(S1)) && picks.contains(&Ipv4Addr::from(S2)));
+}

@@ -55,6 +55,10 @@ pub struct ServiceTable {
     persist: Persistence,
     /// New connections scheduled without persistence because the template table was full.
     pub persistence_full: u64,
+    /// By global server index: removed by a reload in a service that expires such flows.
+    expiring: Vec<bool>,
+    any_expiring: bool,
+    expire_removed: Vec<bool>,
 }
 
 impl ServiceTable {
@@ -68,6 +72,9 @@ impl ServiceTable {
             servers: 0,
             persist: Persistence::new(cfg.flows.capacity),
             persistence_full: 0,
+            expiring: Vec::new(),
+            any_expiring: false,
+            expire_removed: cfg.services.iter().map(|s| s.expire_removed).collect(),
         };
         let mut next_index: u16 = 0;
         for s in &cfg.services {
@@ -115,6 +122,7 @@ impl ServiceTable {
             });
         }
         t.servers = usize::from(next_index);
+        t.expiring = vec![false; t.servers];
         t
     }
 
@@ -268,6 +276,36 @@ impl ServiceTable {
         d.weight = weight;
         svc.sched.update(&svc.dests);
         true
+    }
+
+    /// Apply a reload's server changes: weights, and removals (weight 0; with the service's
+    /// `expire_removed`, the server's flows end at their next packet).
+    pub fn apply(&mut self, changes: &[crate::config::ServerChange]) {
+        for c in changes {
+            self.set_weight(c.service, c.server, c.weight);
+            let expire = c.removed
+                && self
+                    .expire_removed
+                    .get(usize::from(c.service))
+                    .copied()
+                    .unwrap_or(false);
+            if let Some(e) = self.expiring.get_mut(usize::from(c.server)) {
+                *e = expire;
+            }
+        }
+        self.any_expiring = self.expiring.iter().any(|e| *e);
+    }
+
+    /// True when flows to server `dest` (global index) must end: it was removed from a service
+    /// that expires such flows. One branch on the fast path when no server is in that state.
+    #[inline]
+    pub fn must_expire(&self, dest: u16) -> bool {
+        self.any_expiring
+            && self
+                .expiring
+                .get(usize::from(dest))
+                .copied()
+                .unwrap_or(false)
     }
 
     fn dest_mut(&mut self, id: u16, dest: u16) -> Option<&mut Dest> {

@@ -241,6 +241,11 @@ impl<B: PacketBuf> Pipeline<B> {
         self.process_frame(port, buf, now, io, true);
     }
 
+    /// Apply a reload's server changes (weights, removals) to this worker's services.
+    pub fn apply_changes(&mut self, changes: &[crate::config::ServerChange]) {
+        self.services.apply(changes);
+    }
+
     /// Another worker learned that `ip` on `port` is at `mac`: use it, and send what waited.
     pub fn learn_neighbour(
         &mut self,
@@ -621,6 +626,11 @@ impl<B: PacketBuf> Pipeline<B> {
             return self.drop_buf(io, buf, DropReason::NoService);
         };
         let (proto, service, dest) = (c.proto, c.service, c.dest);
+        if self.services.must_expire(dest) {
+            // Its server was removed from a service with expire_removed: end the flow now.
+            self.end_flow(id);
+            return self.drop_buf(io, buf, DropReason::ServerRemoved);
+        }
         let (end, addr, port, to) = match dir {
             Dir::Original => (End::Dst, c.server, c.sport, c.server),
             Dir::Reply => (End::Src, c.vip, c.vport, c.client),
