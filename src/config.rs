@@ -485,13 +485,20 @@ pub enum ForwardMethod {
     /// Destination NAT in, source NAT back (`ipvsadm -m`).
     #[default]
     Nat,
+    /// Direct routing (`ipvsadm -g`): only the destination MAC changes; servers on a connected
+    /// subnet hold the VIP on a loopback interface and answer clients directly.
+    Dr,
+    /// IP-in-IP tunnelling (`ipvsadm -i`): the datagram is encapsulated to the server, which
+    /// decapsulates it and answers clients directly.
+    Tun,
 }
-
 impl ForwardMethod {
     /// Lowercase name.
     pub const fn name(self) -> &'static str {
         match self {
             ForwardMethod::Nat => "nat",
+            ForwardMethod::Dr => "dr",
+            ForwardMethod::Tun => "tun",
         }
     }
 }
@@ -958,6 +965,14 @@ impl Config {
                     return Err(err(
                         f("port"),
                         "a multi-port service keeps the client's destination port: remove the server's port".into(),
+                    ));
+                }
+                if s.forward == ForwardMethod::Dr
+                    && !self.ports.iter().any(|p| p.address.contains(srv.address))
+                {
+                    return Err(err(
+                        f("address"),
+                        format!("{}: direct routing needs the server on a connected subnet (a port's address range); use forward = \"tun\" to reach it through routers", srv.address),
                     ));
                 }
                 if !self.routable(srv.address) {

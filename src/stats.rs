@@ -83,6 +83,11 @@ named_enum! {
         ServerRemoved => "server_removed",
         /// No mbuf to build a generated packet (ARP request).
         NoBuffer => "no_buffer",
+        /// Too big for the outgoing MTU (DR, or TUN with its 20-byte header); rvs never
+        /// fragments. With DF set, a "fragmentation needed" went back to the client.
+        TooBig => "too_big",
+        /// A server's reply came through rvs for a DR/TUN flow (servers must answer directly).
+        UnexpectedReply => "unexpected_reply",
         /// The owning worker's handover queue was full.
         HandoverFull => "handover_full",
         /// The TX queue did not take the packet.
@@ -112,6 +117,10 @@ named_enum! {
         FlowsActive => "flows_active",
         PacketsIn => "nat_in_packets",
         PacketsOut => "nat_out_packets",
+        /// ICMP errors about a NAT flow, translated and sent to the other side.
+        IcmpErrorsTranslated => "icmp_errors_translated",
+        /// "Fragmentation needed" sent to clients for datagrams too big for DR/TUN.
+        FragNeededSent => "frag_needed_sent",
         /// Frames handed to the worker that owns their flow.
         HandoverOut => "handover_out",
         /// Frames received from other workers.

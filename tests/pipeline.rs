@@ -957,3 +957,253 @@ fn reload_drains_and_removal_expires_flows_when_asked() {
         .collect();
     assert!(picks.contains(&Ipv4Addr::from(S1)) && picks.contains(&Ipv4Addr::from(S2)));
 }
+
+fn method_pipeline(method: &str, mtu: u16) -> Pipeline<Vec<u8>> {
+    let text = format!(
+        "{}\n[[neighbor]]\nport = \"server\"\nip = \"198.51.100.11\"\nmac = \"02:55:00:00:00:11\"\n\
+         [[neighbor]]\nport = \"server\"\nip = \"198.51.100.12\"\nmac = \"02:55:00:00:00:12\"\n",
+        CONFIG
+            .replace("scheduler = \"wrr\"", &format!("scheduler = \"wrr\"\nforward = \"{method}\""))
+            .replace("address = \"198.51.100.1/24\"", &format!("address = \"198.51.100.1/24\"\nmtu = {mtu}"))
+    );
+    pipeline_with(&text)
+}
+
+#[test]
+fn dr_changes_only_the_mac_and_ttl() {
+    let mut p = method_pipeline("dr", 1500);
+    let mut io = TestIo::default();
+    let t = Instant::from_secs(1);
+    let syn = tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 40000, 80, "S");
+    p.process(0, syn.clone(), t, &mut io);
+    let (port, f) = io.sent.pop().unwrap();
+    assert_eq!(port, 1);
+    let ((src, dst, sp, dp, ttl), (esrc, edst)) = decode(&f);
+    assert_eq!(
+        (src, dst, sp, dp, ttl),
+        (Ipv4Addr::from(CLIENT), Ipv4Addr::from(VIP), 40000, 80, 63)
+    );
+    assert_eq!(esrc, SERVER_MAC.0);
+    assert!(edst == PEER_S1 || edst == PEER_S2);
+    assert_eq!(&f[34..], &syn[34..], "the TCP segment is untouched");
+    // A server's reply through rvs is a misconfiguration: dropped and counted.
+    p.process(
+        1,
+        tcp(PEER_S1, SERVER_MAC, S1, CLIENT, 8080, 40000, "SA"),
+        t,
+        &mut io,
+    );
+    assert!(io.sent.is_empty());
+    assert_eq!(drops(&p, DropReason::UnexpectedReply), 1);
+    // Input-only tracking still sees the handshake complete.
+    p.process(
+        0,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 40000, 80, "A"),
+        t,
+        &mut io,
+    );
+    assert_eq!(io.sent.len(), 1);
+}
+
+#[test]
+fn tun_encapsulates_and_answers_frag_needed_for_oversized_df_datagrams() {
+    let mut p = method_pipeline("tun", 1500);
+    let mut io = TestIo::default();
+    let t = Instant::from_secs(1);
+    let syn = tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 40001, 80, "S");
+    p.process(0, syn.clone(), t, &mut io);
+    let (port, f) = io.sent.pop().unwrap();
+    assert_eq!(port, 1);
+    let outer = SlicedPacket::from_ethernet(&f).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &outer.net else {
+        panic!("not ipv4")
+    };
+    let h = ip.header();
+    assert_eq!(h.protocol(), etherparse::IpNumber::IPV4, "IP-in-IP");
+    assert_eq!(h.source(), [198, 51, 100, 1]);
+    assert!(h.destination() == S1 || h.destination() == S2);
+    assert_eq!(h.to_header().calc_header_checksum(), h.header_checksum());
+    let inner = &f[34..];
+    let ((src, dst, _, dp, ttl), _) = decode(&[&f[..14], inner].concat());
+    assert_eq!(
+        (src, dst, dp, ttl),
+        (Ipv4Addr::from(CLIENT), Ipv4Addr::from(VIP), 80, 63)
+    );
+    assert_eq!(&inner[20..], &syn[34..], "inner segment untouched");
+
+    // 1481 bytes of datagram + 20 of tunnel > 1500: with DF, a frag-needed (MTU 1480) goes back.
+    let mut big = Vec::new();
+    PacketBuilder::ethernet2(PEER_C, CLIENT_MAC.0)
+        .ipv4(CLIENT, VIP, 64)
+        .tcp(40001, 80, 1001, 65535)
+        .ack(1)
+        .write(&mut big, &vec![0u8; 1481 - 40])
+        .unwrap();
+    big[20] |= 0x40; // DF
+    let c = etherparse::Ipv4HeaderSlice::from_slice(&big[14..])
+        .unwrap()
+        .to_header()
+        .calc_header_checksum();
+    big[24..26].copy_from_slice(&c.to_be_bytes());
+    p.process(0, big, t, &mut io);
+    let (port, r) = io.sent.pop().expect("a frag-needed");
+    assert_eq!(port, 0);
+    let s = SlicedPacket::from_ethernet(&r).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &s.net else {
+        panic!()
+    };
+    assert_eq!(
+        (ip.header().source(), ip.header().destination()),
+        ([203, 0, 113, 1], CLIENT)
+    );
+    let Some(TransportSlice::Icmpv4(icmp)) = s.transport else {
+        panic!("not icmp")
+    };
+    assert!(matches!(
+        icmp.icmp_type(),
+        etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1480 }
+        )
+    ));
+    assert_eq!(drops(&p, DropReason::TooBig), 1);
+    assert_eq!(counter(&p, Counter::FragNeededSent), 1);
+}
+
+/// An ICMP error frame from `from` to `to` quoting `quoted` (an IPv4 datagram).
+fn icmp_error(
+    src_mac: [u8; 6],
+    dst_mac: MacAddr,
+    from: [u8; 4],
+    to: [u8; 4],
+    kind: etherparse::Icmpv4Type,
+    quoted: &[u8],
+) -> Vec<u8> {
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(src_mac, dst_mac.0)
+        .ipv4(from, to, 64)
+        .icmpv4(kind)
+        .write(&mut f, quoted)
+        .unwrap();
+    f
+}
+
+#[test]
+fn icmp_errors_about_nat_flows_are_translated_both_ways() {
+    use etherparse::icmpv4::DestUnreachableHeader;
+    let mut p = pipeline();
+    let mut io = TestIo::default();
+    let t = Instant::from_secs(1);
+    p.process(
+        0,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 40002, 80, "S"),
+        t,
+        &mut io,
+    );
+    let (_, to_server) = io.sent.pop().unwrap();
+    let ((_, server, _, _, _), _) = decode(&to_server);
+    let smac = if server == Ipv4Addr::from(S1) {
+        PEER_S1
+    } else {
+        PEER_S2
+    };
+    p.process(
+        1,
+        tcp(smac, SERVER_MAC, server.octets(), CLIENT, 8080, 40002, "SA"),
+        t,
+        &mut io,
+    );
+    let (_, to_client) = io.sent.pop().unwrap();
+
+    // (a) The client side says "fragmentation needed" about the reply rvs sent (VIP -> client).
+    let kind = etherparse::Icmpv4Type::DestinationUnreachable(
+        DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+    );
+    p.process(
+        0,
+        icmp_error(PEER_C, CLIENT_MAC, CLIENT, VIP, kind, &to_client[14..]),
+        t,
+        &mut io,
+    );
+    let (port, f) = io.sent.pop().expect("translated to the server");
+    assert_eq!(port, 1);
+    let s = SlicedPacket::from_ethernet(&f).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &s.net else {
+        panic!()
+    };
+    assert_eq!(
+        ip.header().destination(),
+        server.octets(),
+        "outer destination is the server"
+    );
+    assert_eq!(
+        ip.header().to_header().calc_header_checksum(),
+        ip.header().header_checksum()
+    );
+    let Some(TransportSlice::Icmpv4(icmp)) = &s.transport else {
+        panic!()
+    };
+    assert_eq!(
+        icmp.checksum(),
+        icmp.icmp_type().calc_checksum(icmp.payload())
+    );
+    let q = icmp.payload();
+    assert_eq!(
+        &q[12..16],
+        &server.octets(),
+        "quoted source is the server again"
+    );
+    assert_eq!(
+        u16::from_be_bytes([q[20], q[21]]),
+        8080,
+        "quoted source port is the server's"
+    );
+
+    // (b) The server says "port unreachable" about the request rvs forwarded (client -> server).
+    let kind = etherparse::Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port);
+    p.process(
+        1,
+        icmp_error(
+            smac,
+            SERVER_MAC,
+            server.octets(),
+            CLIENT,
+            kind,
+            &to_server[14..],
+        ),
+        t,
+        &mut io,
+    );
+    let (port, f) = io.sent.pop().expect("translated to the client");
+    assert_eq!(port, 0);
+    let s = SlicedPacket::from_ethernet(&f).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &s.net else {
+        panic!()
+    };
+    assert_eq!(
+        (ip.header().source(), ip.header().destination()),
+        (VIP, CLIENT),
+        "comes from the VIP"
+    );
+    let Some(TransportSlice::Icmpv4(icmp)) = &s.transport else {
+        panic!()
+    };
+    assert_eq!(
+        icmp.checksum(),
+        icmp.icmp_type().calc_checksum(icmp.payload())
+    );
+    let q = icmp.payload();
+    assert_eq!(&q[16..20], &VIP, "quoted destination is the VIP");
+    assert_eq!(u16::from_be_bytes([q[22], q[23]]), 80);
+    assert_eq!(counter(&p, Counter::IcmpErrorsTranslated), 2);
+
+    // An error quoting no tracked flow is dropped.
+    let stranger = udp(PEER_C, CLIENT_MAC, CLIENT, [203, 0, 113, 99], 1, 2);
+    let kind = etherparse::Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port);
+    p.process(
+        0,
+        icmp_error(PEER_C, CLIENT_MAC, CLIENT, VIP, kind, &stranger[14..]),
+        t,
+        &mut io,
+    );
+    assert_eq!(drops(&p, DropReason::IcmpUnhandled), 1);
+}

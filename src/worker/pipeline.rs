@@ -26,7 +26,7 @@ use std::time::Duration;
 use hashbrown::HashSet;
 
 use super::Io;
-use crate::config::{Config, Timeouts};
+use crate::config::{Config, ForwardMethod, Timeouts};
 use crate::flow::rss::Sharding;
 use crate::flow::tcp_state::{direction, Direction, Seen};
 use crate::flow::{Conn, ConnId, Dir, FlowKey, FlowTable, InsertError, TcpState};
@@ -40,6 +40,7 @@ use crate::wire::{
     Ipv4Packet, MacAddr, TcpPacket, UdpPacket,
 };
 use crate::xmit::nat::{self, End, RewriteError};
+use crate::xmit::{dr, icmp, tun};
 
 const ETH_LEN: usize = 14;
 const ARP_FRAME_LEN: usize = ETH_LEN + arp::LEN;
@@ -52,16 +53,18 @@ pub struct PortAddr {
     pub mac: MacAddr,
     /// Our IPv4 address on it.
     pub addr: Ipv4Addr,
+    /// Its MTU (the config's, else 1500): the largest datagram DR and TUN may send out of it.
+    pub mtu: u16,
 }
-
 /// What the L3/L4 parse of a datagram found.
 #[derive(Clone, Copy, Debug)]
 struct L4 {
     key: FlowKey,
     seen: Seen,
     len: usize,
+    /// The port the frame arrived on (where an ICMP answer to the client goes).
+    in_port: u16,
 }
-
 /// One worker's fast path.
 #[derive(Debug)]
 pub struct Pipeline<B> {
@@ -82,8 +85,11 @@ pub struct Pipeline<B> {
     layout: Layout,
     counters: LocalBlock,
     arp_scratch: Vec<(u16, Ipv4Addr)>,
+    /// IPv4 identification of the outer headers this worker builds (TUN).
+    ident: u16,
+    /// A "fragmentation needed" to send for the frame being dropped: (port, MTU).
+    pending_frag_needed: Option<(u16, u16)>,
 }
-
 impl<B: PacketBuf> Pipeline<B> {
     /// The pipeline of worker `worker` (of `cfg.workers.count`) for a validated config;
     /// `macs[i]` is the MAC address of config port `i`.
@@ -95,6 +101,7 @@ impl<B: PacketBuf> Pipeline<B> {
             .map(|(p, mac)| PortAddr {
                 mac: *mac,
                 addr: p.address.addr,
+                mtu: p.mtu.unwrap_or(1500),
             })
             .collect();
         let routes = Routes::from_config(cfg);
@@ -136,6 +143,8 @@ impl<B: PacketBuf> Pipeline<B> {
             layout,
             counters: LocalBlock::new(layout.len()),
             arp_scratch: Vec::new(),
+            ident: 0,
+            pending_frag_needed: None,
         }
     }
 
@@ -438,7 +447,7 @@ impl<B: PacketBuf> Pipeline<B> {
             return self.drop_buf(io, buf, DropReason::Fragment);
         }
         if proto == ipproto::ICMP {
-            return self.icmp_in(port, buf, dst, io);
+            return self.icmp_in(port, buf, dst, now, io, handed);
         }
         if ttl <= 1 && (proto == ipproto::TCP || proto == ipproto::UDP) {
             // Checked before any flow is made or scheduled: such a packet is never forwarded.
@@ -452,7 +461,7 @@ impl<B: PacketBuf> Pipeline<B> {
             };
             return self.drop_buf(io, buf, r);
         }
-        let l4 = match Self::parse_l4(buf.data(), proto, src, dst) {
+        let l4 = match Self::parse_l4(buf.data(), port, proto, src, dst) {
             Ok(l4) => l4,
             Err(r) => return self.drop_buf(io, buf, r),
         };
@@ -501,7 +510,13 @@ impl<B: PacketBuf> Pipeline<B> {
         }
     }
 
-    fn parse_l4(frame: &[u8], proto: u8, src: Ipv4Addr, dst: Ipv4Addr) -> Result<L4, DropReason> {
+    fn parse_l4(
+        frame: &[u8],
+        in_port: u16,
+        proto: u8,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) -> Result<L4, DropReason> {
         let ip = frame.get(ETH_LEN..).ok_or(DropReason::Truncated)?;
         let ip = Ipv4Packet::new_checked(ip).map_err(|_| DropReason::BadIpHeader)?;
         let seg = ip.payload();
@@ -538,6 +553,7 @@ impl<B: PacketBuf> Pipeline<B> {
             },
             seen,
             len,
+            in_port,
         })
     }
 
@@ -561,8 +577,19 @@ impl<B: PacketBuf> Pipeline<B> {
             return self.drop_buf(io, buf, DropReason::NoServer);
         };
         // UDP flows sit in ESTABLISHED: one timeout, always counted active (as in IPVS).
+        let input_only = self
+            .services
+            .get(svc)
+            .is_some_and(|s| s.forward != ForwardMethod::Nat);
         let state = if k.proto == ipproto::TCP {
-            TcpState::initial(Direction::Input, l4.seen)
+            TcpState::initial(
+                if input_only {
+                    Direction::InputOnly
+                } else {
+                    Direction::Input
+                },
+                l4.seen,
+            )
         } else {
             TcpState::Established
         };
@@ -631,25 +658,30 @@ impl<B: PacketBuf> Pipeline<B> {
             self.end_flow(id);
             return self.drop_buf(io, buf, DropReason::ServerRemoved);
         }
+        let method = self
+            .services
+            .get(service)
+            .map_or(ForwardMethod::Nat, |s| s.forward);
+        let input_only = method != ForwardMethod::Nat;
         let (end, addr, port, to) = match dir {
             Dir::Original => (End::Dst, c.server, c.sport, c.server),
             Dir::Reply => (End::Src, c.vip, c.vport, c.client),
         };
-        let Some(ip) = buf.data_mut().get_mut(ETH_LEN..) else {
-            return self.drop_buf(io, buf, DropReason::Truncated);
-        };
-        match nat::rewrite(ip, end, addr, port) {
-            Ok(()) => {}
-            Err(RewriteError::TtlExceeded) => {
-                return self.drop_buf(io, buf, DropReason::TtlExceeded)
-            }
-            Err(RewriteError::Malformed) => return self.drop_buf(io, buf, DropReason::BadL4Header),
+        if input_only && dir == Dir::Reply {
+            // DR/TUN servers must answer clients directly; a reply routed through rvs means
+            // a server's routing is wrong. Counted so an operator can see it.
+            return self.drop_buf(io, buf, DropReason::UnexpectedReply);
         }
-        // Only a packet that will be forwarded moves the flow's state and refreshes it.
+        if let Err(r) = self.transmit_prepare(method, &mut buf, end, addr, port, l4.in_port) {
+            if let Some((in_port, mtu)) = self.pending_frag_needed.take() {
+                self.send_frag_needed(io, &buf, in_port, mtu);
+            }
+            return self.drop_buf(io, buf, r);
+        } // Only a packet that will be forwarded moves the flow's state and refreshes it.
         let (was, state) = match self.flows.get_mut(id) {
             Some(c) if track && proto == ipproto::TCP => {
                 let was = c.state;
-                c.state = c.state.next(direction(dir, false), l4.seen);
+                c.state = c.state.next(direction(dir, input_only), l4.seen);
                 (was, c.state)
             }
             Some(c) => (c.state, c.state),
@@ -705,9 +737,100 @@ impl<B: PacketBuf> Pipeline<B> {
         }
     }
 
-    fn icmp_in(&mut self, port: u16, mut buf: B, dst: Ipv4Addr, io: &mut impl Io<B>) {
+    /// Rewrite (NAT), TTL-decrement and size-check (DR), or encapsulate (TUN) a frame for its
+    /// forwarding method. On `TooBig` with DF set, a "fragmentation needed" goes back to the
+    /// client out of `in_port`; rvs never fragments.
+    #[allow(clippy::too_many_arguments)]
+    fn transmit_prepare(
+        &mut self,
+        method: ForwardMethod,
+        buf: &mut B,
+        end: End,
+        addr: Ipv4Addr,
+        port: u16,
+        in_port: u16,
+    ) -> Result<(), DropReason> {
+        let out = self
+            .routes
+            .next_hop(addr)
+            .and_then(|(p, _)| self.ports.get(usize::from(p)).copied());
+        let ip = buf
+            .data_mut()
+            .get_mut(ETH_LEN..)
+            .ok_or(DropReason::Truncated)?;
+        let too_big = match method {
+            ForwardMethod::Nat => {
+                return nat::rewrite(ip, end, addr, port).map_err(|e| match e {
+                    RewriteError::TtlExceeded => DropReason::TtlExceeded,
+                    RewriteError::Malformed => DropReason::BadL4Header,
+                })
+            }
+            ForwardMethod::Dr => {
+                let out = out.ok_or(DropReason::NoRoute)?;
+                // As modern IPVS does: a director is a router hop, even when only the MAC changes.
+                dr::decrement_ttl(ip).map_err(|_| DropReason::TtlExceeded)?;
+                match dr::check(ip, out.mtu) {
+                    Ok(()) => return Ok(()),
+                    Err(dr::DrError::TooBig { mtu }) => mtu,
+                    Err(_) => return Err(DropReason::BadIpHeader),
+                }
+            }
+            ForwardMethod::Tun => {
+                let out = out.ok_or(DropReason::NoRoute)?;
+                dr::decrement_ttl(ip).map_err(|_| DropReason::TtlExceeded)?;
+                self.ident = self.ident.wrapping_add(1);
+                match tun::encapsulate(buf, ETH_LEN, out.addr, addr, self.ident, out.mtu) {
+                    Ok(()) => return Ok(()),
+                    Err(tun::TunError::TooBig { mtu }) => mtu,
+                    Err(tun::TunError::NoHeadroom) => return Err(DropReason::NoBuffer),
+                    Err(_) => return Err(DropReason::BadIpHeader),
+                }
+            }
+        };
+        let df = buf
+            .data()
+            .get(ETH_LEN..)
+            .map(Ipv4Packet::new_unchecked)
+            .is_some_and(|ip| ip.dont_frag());
+        if df {
+            self.pending_frag_needed = Some((in_port, too_big));
+        }
+        Err(DropReason::TooBig)
+    }
+
+    /// Answer the frame in `buf` (about to be dropped as too big) with "fragmentation needed".
+    fn send_frag_needed(&mut self, io: &mut impl Io<B>, buf: &B, in_port: u16, mtu: u16) {
+        let Some(from) = self.ports.get(usize::from(in_port)).map(|p| p.addr) else {
+            return;
+        };
+        let Some(mut out) = io.alloc() else {
+            self.counters.add(Layout::drop(DropReason::NoBuffer), 1);
+            return;
+        };
+        match tun::frag_needed(&mut out, buf.data(), ETH_LEN, from, mtu) {
+            Ok(()) => {
+                self.bump(Counter::FragNeededSent, 1);
+                io.send(in_port, out);
+            }
+            // Suppressed (RFC 1122: never about broadcasts, fragments, ICMP errors) or no room.
+            Err(_) => io.discard(out),
+        }
+    }
+
+    fn icmp_in(
+        &mut self,
+        port: u16,
+        mut buf: B,
+        dst: Ipv4Addr,
+        now: Instant,
+        io: &mut impl Io<B>,
+        handed: bool,
+    ) {
+        let quoted = buf.data().get(ETH_LEN..).map(icmp::quoted_flow);
+        if let Some(Ok(q)) = quoted {
+            return self.icmp_error(port, buf, q, now, io, handed);
+        }
         if !self.local.contains(&dst) {
-            // ICMP errors about tracked flows are translated in a later stage; today they drop.
             return self.drop_buf(io, buf, DropReason::IcmpUnhandled);
         }
         let is_echo = {
@@ -745,5 +868,76 @@ impl<B: PacketBuf> Pipeline<B> {
         self.bump(Counter::IcmpEchoReplies, 1);
         // Answer the frame's sender directly: the client itself on-link, else its router.
         self.send_to(io, port, src_mac, buf);
+    }
+
+    /// An ICMP error quoting a NAT flow: translate it and send it to the other side.
+    ///
+    /// The error travels opposite to the datagram it quotes, so the quote's reversed key finds
+    /// the flow: `Original` means an error from the client side about a reply rvs sent (goes to
+    /// the server), `Reply` an error from the server side about a request rvs forwarded (goes to
+    /// the client). The owner of the flow is the worker of the quote's client address.
+    fn icmp_error(
+        &mut self,
+        port: u16,
+        mut buf: B,
+        q: icmp::Quoted,
+        now: Instant,
+        io: &mut impl Io<B>,
+        handed: bool,
+    ) {
+        if !handed && self.sharding.workers() > 1 {
+            let client = if self.services.is_vip(q.src) {
+                q.dst
+            } else {
+                q.src
+            };
+            let owner = self.sharding.owner(client);
+            if owner != self.worker {
+                return match io.handover(owner, port, buf) {
+                    Ok(()) => self.bump(Counter::HandoverOut, 1),
+                    Err(b) => self.drop_buf(io, b, DropReason::HandoverFull),
+                };
+            }
+        }
+        let Some((id, dir)) = self.flows.lookup(&q.reversed_key()) else {
+            return self.drop_buf(io, buf, DropReason::IcmpUnhandled);
+        };
+        let Some(c) = self.flows.get(id) else {
+            return self.drop_buf(io, buf, DropReason::IcmpUnhandled);
+        };
+        if self
+            .services
+            .get(c.service)
+            .map_or(true, |s| s.forward != ForwardMethod::Nat)
+        {
+            // DR/TUN servers answer clients directly: errors about their traffic are theirs.
+            return self.drop_buf(io, buf, DropReason::IcmpUnhandled);
+        }
+        let (outer, inner_end, addr, aport, to) = match dir {
+            Dir::Original => (
+                Some((End::Dst, c.server)),
+                End::Src,
+                c.server,
+                c.sport,
+                c.server,
+            ),
+            Dir::Reply => {
+                // A router between rvs and the server keeps its own address as the source.
+                let outer = (q.outer_src == c.server).then_some((End::Src, c.vip));
+                (outer, End::Dst, c.vip, c.vport, c.client)
+            }
+        };
+        let Some(ip) = buf.data_mut().get_mut(ETH_LEN..) else {
+            return self.drop_buf(io, buf, DropReason::Truncated);
+        };
+        match icmp::translate(ip, outer, inner_end, addr, aport) {
+            Ok(()) => {}
+            Err(icmp::QuoteError::TtlExceeded) => {
+                return self.drop_buf(io, buf, DropReason::TtlExceeded)
+            }
+            Err(_) => return self.drop_buf(io, buf, DropReason::IcmpUnhandled),
+        }
+        self.bump(Counter::IcmpErrorsTranslated, 1);
+        self.route_out(to, buf, now, io);
     }
 }
