@@ -7,8 +7,10 @@
 #                            (exit 1 unless every namespace exists and both peers listen)
 #   scripts/lab.sh env       print KEY=value lines: eval "$(scripts/lab.sh env)"
 #                            (LAB_NS_*, LAB_IF_*, LAB_VIP, LAB_*_IP, LAB_*_PORT, LAB_VDEV_*, LAB_*_MAC...)
-#   scripts/lab.sh selftest  stand in for rvs with the kernel (router + nft DNAT if nft exists),
-#                            run client.py through it, undo the stand-in; exit 1 on failures.
+#   scripts/lab.sh selftest  stand in for rvs with the kernel (router + nft DNAT if nft exists;
+#                            in DR mode a router with proxy ARP for the VIP and a VIP route to
+#                            each server in turn), run client.py through it, undo the stand-in;
+#                            exit 1 on failures.
 #                            Refuses while anything runs in <P>-lb (rvs, tcpdump...).
 #
 # The lab avoids 192.0.2.0/24, which a dev machine may use for its own eth0; still, run lab traffic
@@ -29,6 +31,21 @@
 #   Servers run scripts/lab/peer.py: TCP 8080, UDP 9000 (the VIP's ports are TCP 80, UDP 9000).
 #   Start rvs with:  ip netns exec rvs-lb target/release/rvs run --config config/lab.toml
 #   (its [[port]] entries name the vdevs net_af_packet0,iface=lb-cli and ...1,iface=lb-srv).
+#
+# RVS_LAB_MODE=dr scripts/lab.sh up  builds the direct-routing lab (config/lab-dr.toml) instead:
+# the same, plus a router so that the servers answer clients without rvs:
+#
+#   ns <P>-cli                      ns <P>-rtr (ip_forward=1)               ns <P>-sw
+#   cli0 (as above) ---> rvs        rtr-srv 198.51.100.254/24 <-veth-> sw-rtr  br0 (static fdb entry)
+#   cli1 (no address) <-veth-> rtr-cli 203.0.113.254/32, route 203.0.113.0/24 dev rtr-cli
+#
+#   servers: VIP 203.0.113.100/32 on lo, arp_ignore=1 arp_announce=2 (all, eth0), default route
+#   via 198.51.100.254 (the router; a permanent neighbour entry, so their ARP broadcasts for it
+#   never reach rvs), peers on TCP 8080 and 80, UDP 9000 (UDP replies leave from the VIP).
+#   client: requests go to the VIP through cli0 and rvs; replies arrive on cli1 (weak host:
+#   rp_filter=0, arp_ignore=0, so it answers the router's ARP for its cli0 addresses on cli1).
+#   rvs only ever sees client -> VIP traffic. The mode is remembered in the run dir, so status
+#   and env need no RVS_LAB_MODE; `down` removes either lab.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -43,8 +60,19 @@ NS_CLI=$P-cli
 NS_SW=$P-sw
 NS_SRV1=$P-srv1
 NS_SRV2=$P-srv2
-ALL_NS=("$NS_LB" "$NS_CLI" "$NS_SW" "$NS_SRV1" "$NS_SRV2")
+NS_RTR=$P-rtr
 RUN_DIR=${RVS_LAB_RUN_DIR:-/tmp/rvs-lab-$P}
+# nat (default) or dr: RVS_LAB_MODE, else what `up` recorded in the run dir, else nat.
+MODE=${RVS_LAB_MODE:-$(cat "$RUN_DIR/mode" 2>/dev/null || true)}
+MODE=${MODE:-nat}
+if [[ $MODE != nat && $MODE != dr ]]; then
+    echo "lab.sh: bad RVS_LAB_MODE '$MODE' (nat or dr)" >&2
+    exit 2
+fi
+# The mode's namespaces; `down` removes those of every mode.
+ALL_NS=("$NS_LB" "$NS_CLI" "$NS_SW" "$NS_SRV1" "$NS_SRV2")
+if [[ $MODE == dr ]]; then ALL_NS+=("$NS_RTR"); fi
+DOWN_NS=("$NS_LB" "$NS_CLI" "$NS_SW" "$NS_SRV1" "$NS_SRV2" "$NS_RTR")
 
 IF_LB_CLI=lb-cli
 IF_LB_SRV=lb-srv
@@ -54,6 +82,11 @@ IF_SW_S1=sw-s1
 IF_SW_S2=sw-s2
 IF_SRV=eth0
 BR=br0
+# DR mode only: the router's legs and the client's reply leg.
+IF_RTR_SRV=rtr-srv
+IF_RTR_CLI=rtr-cli
+IF_SW_RTR=sw-rtr
+IF_CLI_DR=cli1
 
 CLI_NET=203.0.113.0/24
 SRV_NET=198.51.100.0/24
@@ -68,6 +101,16 @@ VIP_TCP_PORT=80
 VIP_UDP_PORT=9000
 SRV_TCP_PORT=8080
 SRV_UDP_PORT=9000
+RTR_SRV_IP=198.51.100.254
+RTR_CLI_IP=203.0.113.254
+if [[ $MODE == dr ]]; then
+    SRV_GW=$RTR_SRV_IP
+    # DR cannot change ports: the servers also listen on the VIP's own TCP port.
+    PEER_TCP_PORTS=$SRV_TCP_PORT,$VIP_TCP_PORT
+else
+    SRV_GW=$LB_SRV_IP
+    PEER_TCP_PORTS=$SRV_TCP_PORT
+fi
 
 if [[ -n ${PYTHON:-} ]]; then
     PY=$PYTHON
@@ -106,9 +149,9 @@ kill_pids() { # signal pid...
     kill "-$sig" "$@" 2>/dev/null || true
 }
 
-lab_pids() { # every pid inside the lab's namespaces, plus the pid files
+lab_pids() { # every pid inside the lab's namespaces (any mode), plus the pid files
     local ns f
-    for ns in "${ALL_NS[@]}"; do
+    for ns in "${DOWN_NS[@]}"; do
         if ns_exists "$ns"; then ip netns pids "$ns" 2>/dev/null || true; fi
     done
     if [[ -d $RUN_DIR ]]; then
@@ -140,7 +183,7 @@ cmd_down() {
         fi
     fi
     local ns
-    for ns in "${ALL_NS[@]}"; do
+    for ns in "${DOWN_NS[@]}"; do
         if ns_exists "$ns"; then
             ip netns del "$ns" 2>/dev/null || log "warning: could not delete namespace $ns"
         fi
@@ -148,7 +191,7 @@ cmd_down() {
     rm -rf -- "$RUN_DIR"
     set -e
     local left=()
-    for ns in "${ALL_NS[@]}"; do ns_exists "$ns" && left+=("$ns"); done
+    for ns in "${DOWN_NS[@]}"; do ns_exists "$ns" && left+=("$ns"); done
     ((${#left[@]} == 0)) || die "namespaces still present: ${left[*]}"
     log "down"
 }
@@ -187,14 +230,63 @@ start_peer() { # ns name
     # setsid: own session, so the peer survives this shell and ignores its terminal.
     # A simple command (not a function) in the background: $! is then the python process itself.
     ip netns exec "$ns" setsid "$PY" "$HERE/lab/peer.py" --name "$name" \
-        --tcp-port "$SRV_TCP_PORT" --udp-port "$SRV_UDP_PORT" \
+        --tcp-port "$PEER_TCP_PORTS" --udp-port "$SRV_UDP_PORT" \
         </dev/null >>"$RUN_DIR/peer-$name.log" 2>&1 &
     echo $! >"$RUN_DIR/peer-$name.pid"
 }
 
 peer_listens() { # ns
-    in_ns "$1" ss -Hltn "sport = :$SRV_TCP_PORT" 2>/dev/null | grep -q . &&
-        in_ns "$1" ss -Hlun "sport = :$SRV_UDP_PORT" 2>/dev/null | grep -q .
+    local p ports
+    IFS=, read -ra ports <<<"$PEER_TCP_PORTS"
+    for p in "${ports[@]}"; do
+        in_ns "$1" ss -Hltn "sport = :$p" 2>/dev/null | grep -q . || return 1
+    done
+    in_ns "$1" ss -Hlun "sport = :$SRV_UDP_PORT" 2>/dev/null | grep -q .
+}
+
+sysctls() { # ns key=value...: every key must exist (a typo is an error, not a no-op)
+    local ns=$1
+    shift
+    in_ns "$ns" sysctl -qw "$@" >/dev/null || die "sysctl $* in $ns failed"
+}
+
+up_dr() { # the router (its namespace exists), the client's reply leg, the servers' DR side
+    veth "$NS_RTR" "$IF_RTR_SRV" "$NS_SW" "$IF_SW_RTR"
+    veth "$NS_RTR" "$IF_RTR_CLI" "$NS_CLI" "$IF_CLI_DR"
+    ip -n "$NS_SW" link set "$IF_SW_RTR" master "$BR"
+    if_prepare "$NS_SW" "$IF_SW_RTR"
+    # A static switch entry for the router: frames to it never flood to rvs's port (rvs would
+    # count them as other_mac), however long the router stays silent.
+    bridge -n "$NS_SW" fdb replace "$(mac_of "$NS_RTR" "$IF_RTR_SRV")" dev "$IF_SW_RTR" master static
+
+    # The router: forwards, and must not drop server replies (source VIP, which it routes out
+    # of rtr-cli) on the reverse-path check.
+    if_prepare "$NS_RTR" "$IF_RTR_SRV"
+    if_prepare "$NS_RTR" "$IF_RTR_CLI"
+    sysctls "$NS_RTR" net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
+        net.ipv4.conf.default.rp_filter=0 "net.ipv4.conf.$IF_RTR_SRV.rp_filter=0" \
+        "net.ipv4.conf.$IF_RTR_CLI.rp_filter=0"
+    ip -n "$NS_RTR" addr add "$RTR_SRV_IP/24" dev "$IF_RTR_SRV"
+    ip -n "$NS_RTR" addr add "$RTR_CLI_IP/32" dev "$IF_RTR_CLI"
+    ip -n "$NS_RTR" route add "$CLI_NET" dev "$IF_RTR_CLI"
+
+    # The client: replies from the VIP arrive on cli1 (no address): weak host, no reverse-path
+    # filter (the VIP is reached through cli0), answers the router's ARP for its cli0 addresses.
+    if_prepare "$NS_CLI" "$IF_CLI_DR"
+    sysctls "$NS_CLI" net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
+        "net.ipv4.conf.$IF_CLI.rp_filter=0" "net.ipv4.conf.$IF_CLI_DR.rp_filter=0" \
+        net.ipv4.conf.all.arp_ignore=0 "net.ipv4.conf.$IF_CLI_DR.arp_ignore=0" \
+        net.ipv4.conf.all.arp_filter=0 "net.ipv4.conf.$IF_CLI_DR.arp_filter=0"
+
+    local ns rtr_mac
+    rtr_mac=$(mac_of "$NS_RTR" "$IF_RTR_SRV")
+    for ns in "$NS_SRV1" "$NS_SRV2"; do
+        ip -n "$ns" addr add "$VIP/32" dev lo
+        sysctls "$ns" net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+            "net.ipv4.conf.$IF_SRV.arp_ignore=1" "net.ipv4.conf.$IF_SRV.arp_announce=2"
+        # No broadcast ARP for the gateway ever reaches rvs (it would count arp_ignored).
+        ip -n "$ns" neigh replace "$RTR_SRV_IP" lladdr "$rtr_mac" dev "$IF_SRV" nud permanent
+    done
 }
 
 cmd_up() {
@@ -205,6 +297,7 @@ cmd_up() {
 
     cmd_down 2>/dev/null
     mkdir -p "$RUN_DIR"
+    echo "$MODE" >"$RUN_DIR/mode"
 
     local ns
     for ns in "${ALL_NS[@]}"; do
@@ -244,13 +337,27 @@ cmd_up() {
         ns=${pair%%:*}
         if_prepare "$ns" "$IF_SRV"
         ip -n "$ns" addr add "${pair#*:}/24" dev "$IF_SRV"
-        ip -n "$ns" route add default via "$LB_SRV_IP" dev "$IF_SRV"
+    done
+    if [[ $MODE == dr ]]; then up_dr; fi
+    for ns in "$NS_SRV1" "$NS_SRV2"; do
+        ip -n "$ns" route add default via "$SRV_GW" dev "$IF_SRV"
     done
 
     # The switch works before anything else depends on it.
     if command -v ping >/dev/null; then
         in_ns "$NS_SRV1" ping -q -c 1 -W 2 "$SRV2_IP" >/dev/null ||
             die "srv1 cannot reach srv2 across $NS_SW/$BR"
+        if [[ $MODE == dr ]]; then
+            # The reply path: servers -> router -> the client's cli1 (the client answers the
+            # router's ARP there). The client's echo replies would go to cli0 (rvs); for this
+            # check only, a route sends them back through cli1 and the router.
+            ip -n "$NS_CLI" route add "$SRV_NET" via "$RTR_CLI_IP" dev "$IF_CLI_DR" onlink
+            for ns in "$NS_SRV1" "$NS_SRV2"; do
+                in_ns "$ns" ping -q -c 1 -W 2 "${CLI_SOURCES[0]}" >/dev/null ||
+                    die "$ns cannot reach the client through $NS_RTR"
+            done
+            ip -n "$NS_CLI" route del "$SRV_NET" via "$RTR_CLI_IP" dev "$IF_CLI_DR"
+        fi
     fi
 
     start_peer "$NS_SRV1" srv1
@@ -258,8 +365,8 @@ cmd_up() {
     local i
     for i in $(seq 1 100); do
         if peer_listens "$NS_SRV1" && peer_listens "$NS_SRV2"; then
-            log "up: client $NS_CLI/$IF_CLI, rvs $NS_LB/{$IF_LB_CLI,$IF_LB_SRV}," \
-                "servers $NS_SRV1 $NS_SRV2 listening on tcp $SRV_TCP_PORT udp $SRV_UDP_PORT; run dir $RUN_DIR"
+            log "up ($MODE): client $NS_CLI/$IF_CLI, rvs $NS_LB/{$IF_LB_CLI,$IF_LB_SRV}," \
+                "servers $NS_SRV1 $NS_SRV2 listening on tcp $PEER_TCP_PORTS udp $SRV_UDP_PORT; run dir $RUN_DIR"
             return 0
         fi
         sleep 0.1
@@ -297,12 +404,13 @@ cmd_status() {
     for n in 1 2; do
         ns=$P-srv$n
         if ns_exists "$ns" && peer_listens "$ns"; then
-            echo "peer srv$n: listening (tcp $SRV_TCP_PORT, udp $SRV_UDP_PORT)"
+            echo "peer srv$n: listening (tcp $PEER_TCP_PORTS, udp $SRV_UDP_PORT)"
         else
             echo "peer srv$n: NOT listening"
             rc=1
         fi
     done
+    echo "mode: $MODE"
     echo "run dir: $RUN_DIR $([[ -d $RUN_DIR ]] && echo present || echo absent)"
     return $rc
 }
@@ -311,6 +419,7 @@ cmd_status() {
 cmd_env() {
     local kv=(
         RVS_LAB "$P"
+        LAB_MODE "$MODE"
         LAB_RUN_DIR "$RUN_DIR"
         LAB_NS_LB "$NS_LB"
         LAB_NS_CLI "$NS_CLI"
@@ -350,7 +459,26 @@ cmd_env() {
         LAB_CLI_MAC "$(mac_of "$NS_CLI" "$IF_CLI" 2>/dev/null)"
         LAB_SRV1_MAC "$(mac_of "$NS_SRV1" "$IF_SRV" 2>/dev/null)"
         LAB_SRV2_MAC "$(mac_of "$NS_SRV2" "$IF_SRV" 2>/dev/null)"
+        LAB_SRV_GW "$SRV_GW"
+        LAB_PEER_TCP_PORTS "$PEER_TCP_PORTS"
     )
+    if [[ $MODE == dr ]]; then
+        kv+=(
+            LAB_NS_RTR "$NS_RTR"
+            LAB_IF_RTR_SRV "$IF_RTR_SRV"
+            LAB_IF_RTR_CLI "$IF_RTR_CLI"
+            LAB_IF_SW_RTR "$IF_SW_RTR"
+            LAB_IF_CLI_DR "$IF_CLI_DR"
+            LAB_RTR_SRV_IP "$RTR_SRV_IP"
+            LAB_RTR_CLI_IP "$RTR_CLI_IP"
+            LAB_CONFIG "config/lab-dr.toml"
+            LAB_RTR_SRV_MAC "$(mac_of "$NS_RTR" "$IF_RTR_SRV" 2>/dev/null)"
+            LAB_RTR_CLI_MAC "$(mac_of "$NS_RTR" "$IF_RTR_CLI" 2>/dev/null)"
+            LAB_CLI_DR_MAC "$(mac_of "$NS_CLI" "$IF_CLI_DR" 2>/dev/null)"
+        )
+    else
+        kv+=(LAB_CONFIG "config/lab.toml")
+    fi
     local i
     for ((i = 0; i < ${#kv[@]}; i += 2)); do
         local v=${kv[i + 1]}
@@ -368,6 +496,8 @@ standin_off() {
     set +e
     if ns_exists "$NS_LB"; then
         in_ns "$NS_LB" sysctl -qw net.ipv4.ip_forward=0
+        ip -n "$NS_LB" route del "$VIP/32" 2>/dev/null
+        in_ns "$NS_LB" sysctl -qw "net.ipv4.conf.$IF_LB_CLI.proxy_arp=0" 2>/dev/null
         ip -n "$NS_LB" addr flush dev "$IF_LB_CLI" 2>/dev/null
         ip -n "$NS_LB" addr flush dev "$IF_LB_SRV" 2>/dev/null
         command -v nft >/dev/null && in_ns "$NS_LB" nft delete table ip rvs_lab_standin 2>/dev/null
@@ -386,11 +516,20 @@ cmd_selftest() {
     trap standin_off EXIT
     # The kernel stands in for rvs: addresses on the DPDK veths, forwarding on.
     ip -n "$NS_LB" addr add "$LB_CLI_IP/24" dev "$IF_LB_CLI"
-    ip -n "$NS_LB" addr add "$VIP/24" dev "$IF_LB_CLI"
+    [[ $MODE == dr ]] || ip -n "$NS_LB" addr add "$VIP/24" dev "$IF_LB_CLI"
     ip -n "$NS_LB" addr add "$LB_SRV_IP/24" dev "$IF_LB_SRV"
     in_ns "$NS_LB" sysctl -qw net.ipv4.ip_forward=1
+    # runs: "[server address for the VIP route (DR)]|client.py arguments"
     local out rc=0 runs=() map="{ 0 : $SRV1_IP, 1 : $SRV2_IP }"
-    if [[ -z ${SELFTEST_NO_NFT:-} ]] && command -v nft >/dev/null &&
+    if [[ $MODE == dr ]]; then
+        # A kernel DR director: the VIP is not local, proxy ARP answers for it on the client
+        # side, and a host route forwards it (only the MAC changes) to one server per run.
+        # Replies go from the servers through the router to cli1, never through here.
+        in_ns "$NS_LB" sysctl -qw "net.ipv4.conf.$IF_LB_CLI.proxy_arp=1"
+        log "selftest: kernel DR stand-in: proxy ARP for $VIP, routed to each server in turn"
+        runs=("$SRV1_IP|--vip $VIP --tcp-port $VIP_TCP_PORT --udp-port $VIP_UDP_PORT --servers srv1"
+            "$SRV2_IP|--vip $VIP --tcp-port $VIP_TCP_PORT --udp-port $VIP_UDP_PORT --servers srv2")
+    elif [[ -z ${SELFTEST_NO_NFT:-} ]] && command -v nft >/dev/null &&
         in_ns "$NS_LB" nft -f - <<NFT; then
 table ip rvs_lab_standin {
     chain pre {
@@ -401,15 +540,20 @@ table ip rvs_lab_standin {
 }
 NFT
         log "selftest: kernel NAT stand-in: nft DNAT $VIP tcp $VIP_TCP_PORT, udp $VIP_UDP_PORT -> both servers"
-        runs=("--vip $VIP --tcp-port $VIP_TCP_PORT --udp-port $VIP_UDP_PORT")
+        runs=("|--vip $VIP --tcp-port $VIP_TCP_PORT --udp-port $VIP_UDP_PORT")
     else
         log "selftest: plain routing stand-in (no nft): the client talks to the servers' own addresses"
         ip -n "$NS_CLI" route add "$SRV_NET" via "$LB_CLI_IP" dev "$IF_CLI"
-        runs=("--vip $SRV1_IP --tcp-port $SRV_TCP_PORT --udp-port $SRV_UDP_PORT --servers srv1"
-            "--vip $SRV2_IP --tcp-port $SRV_TCP_PORT --udp-port $SRV_UDP_PORT --servers srv2")
+        runs=("|--vip $SRV1_IP --tcp-port $SRV_TCP_PORT --udp-port $SRV_UDP_PORT --servers srv1"
+            "|--vip $SRV2_IP --tcp-port $SRV_TCP_PORT --udp-port $SRV_UDP_PORT --servers srv2")
     fi
-    local r
+    local r to
     for r in "${runs[@]}"; do
+        to=${r%%|*}
+        r=${r#*|}
+        if [[ -n $to ]]; then
+            ip -n "$NS_LB" route replace "$VIP/32" via "$to" dev "$IF_LB_SRV"
+        fi
         # shellcheck disable=SC2086 # word splitting of $r is intended
         out=$(in_ns "$NS_CLI" "$PY" "$HERE/lab/client.py" $r \
             --count "${SELFTEST_COUNT:-200}" --sources "$(join_by , "${CLI_SOURCES[@]}")")

@@ -491,6 +491,9 @@ pub enum ForwardMethod {
     /// IP-in-IP tunnelling (`ipvsadm -i`): the datagram is encapsulated to the server, which
     /// decapsulates it and answers clients directly.
     Tun,
+    /// Full NAT: the source becomes one of the service's `local_addresses` (and a local port)
+    /// too, so replies come back to rvs whatever the servers' routing.
+    Fnat,
 }
 impl ForwardMethod {
     /// Lowercase name.
@@ -499,6 +502,7 @@ impl ForwardMethod {
             ForwardMethod::Nat => "nat",
             ForwardMethod::Dr => "dr",
             ForwardMethod::Tun => "tun",
+            ForwardMethod::Fnat => "fnat",
         }
     }
 }
@@ -534,6 +538,10 @@ pub struct ServiceConfig {
     /// (IPVS's expire_nodest_conn) instead of letting them finish.
     #[serde(default)]
     pub expire_removed: bool,
+    /// Full NAT: the source addresses rvs uses towards the servers (on a port's subnet, so rvs
+    /// answers ARP for them). Each gives every worker its own share of local ports.
+    #[serde(default)]
+    pub local_addresses: Vec<Ipv4Addr>,
     /// `nat`.
     #[serde(default)]
     pub forward: ForwardMethod,
@@ -953,6 +961,36 @@ impl Config {
                     ),
                 ));
             }
+            if (s.forward == ForwardMethod::Fnat) != !s.local_addresses.is_empty() {
+                return Err(err(
+                    format!("service[{label}].local_addresses"),
+                    "full NAT (forward = \"fnat\") needs local_addresses = [\"198.51.100.2\", ...], and only full NAT uses them".into(),
+                ));
+            }
+            for (k, a) in s.local_addresses.iter().enumerate() {
+                if self
+                    .services
+                    .iter()
+                    .take(i)
+                    .any(|o| o.local_addresses.contains(a))
+                {
+                    return Err(err(
+                        format!("service[{label}].local_addresses[{k}]"),
+                        format!("{a} is already a local address of an earlier service: give each full-NAT service its own"),
+                    ));
+                }
+                let own = self.ports.iter().any(|p| p.address.addr == *a)
+                    || self
+                        .services
+                        .iter()
+                        .any(|o| o.vip == *a || o.servers.iter().any(|r| r.address == *a));
+                if own || !self.ports.iter().any(|p| p.address.contains(*a)) {
+                    return Err(err(
+                        format!("service[{label}].local_addresses[{k}]"),
+                        format!("{a} must be a free address on a port's subnet (not a port address, VIP or server)"),
+                    ));
+                }
+            }
             for (j, srv) in s.servers.iter().enumerate() {
                 let f = |k: &str| format!("service[{label}].server[{j}].{k}");
                 if srv.weight > MAX_WEIGHT {
@@ -1177,6 +1215,7 @@ impl Config {
                 || a.persistence_timeout != b.persistence_timeout
                 || a.persistence_netmask != b.persistence_netmask
                 || a.expire_removed != b.expire_removed
+                || a.local_addresses != b.local_addresses
             {
                 return Err(refuse(
                     label,

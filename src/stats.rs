@@ -88,6 +88,8 @@ named_enum! {
         TooBig => "too_big",
         /// A server's reply came through rvs for a DR/TUN flow (servers must answer directly).
         UnexpectedReply => "unexpected_reply",
+        /// Full NAT: no local port left that this worker may use (add local addresses).
+        NoLocalPort => "no_local_port",
         /// The owning worker's handover queue was full.
         HandoverFull => "handover_full",
         /// The TX queue did not take the packet.

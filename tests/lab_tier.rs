@@ -233,11 +233,40 @@ fn nat_lab(workers: usize) -> Value {
     let udp_flows = res["udp"]["flows"].as_u64().unwrap();
     assert!((190..=200).contains(&udp_flows), "{res}");
 
-    // rvs's own counters agree with what the client saw (wait for a fresh publication).
-    std::thread::sleep(Duration::from_millis(2500));
+    // Full NAT: the servers must see rvs's local address, and every reply come back through it.
+    let out = in_ns(
+        "cli",
+        &[
+            python(),
+            root().join("scripts/lab/client.py").to_str().unwrap(),
+            "--vip",
+            "203.0.113.100",
+            "--tcp-port",
+            "8081",
+            "--count",
+            "100",
+            "--proto",
+            "tcp",
+            "--seen-from",
+            "198.51.100.2",
+        ],
+    );
+    let fnat: Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("client output {out}: {e}"));
+    assert_eq!(fnat["tcp"]["ok"], 100, "{fnat}");
+    let f1 = fnat["tcp"]["by_server"]["srv1"].as_u64().unwrap();
+    assert!((45..=55).contains(&f1), "fnat rr split {f1}/{}", 100 - f1);
+
+    // rvs's own counters agree with what the client saw (wait for a fresh publication).std::thread::sleep(Duration::from_millis(2500));
     let s = read_stats(&stats).unwrap();
     let web = &s["services"][0];
     let udp = &s["services"][1];
+    assert_eq!(s["services"][2]["name"], "web-fnat");
+    assert_eq!(
+        s["services"][2]["counters"]["conns"], 100,
+        "{}",
+        s["services"][2]
+    );
     assert_eq!(web["name"], "web");
     assert_eq!(web["counters"]["conns"], 200, "{web}");
     assert_eq!(

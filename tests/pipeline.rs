@@ -79,8 +79,9 @@ struct TestIo {
     sent: Vec<(u16, Vec<u8>)>,
     discarded: usize,
     no_buffers: bool,
+    /// Frames handed to another worker: (worker, port, frame).
+    handed: Vec<(u16, u16, Vec<u8>)>,
 }
-
 impl Io<Vec<u8>> for TestIo {
     fn alloc(&mut self) -> Option<Vec<u8>> {
         (!self.no_buffers).then(Vec::new)
@@ -90,6 +91,10 @@ impl Io<Vec<u8>> for TestIo {
     }
     fn discard(&mut self, _buf: Vec<u8>) {
         self.discarded += 1;
+    }
+    fn handover(&mut self, to: u16, port: u16, buf: Vec<u8>) -> Result<(), Vec<u8>> {
+        self.handed.push((to, port, buf));
+        Ok(())
     }
 }
 
@@ -1206,4 +1211,73 @@ fn icmp_errors_about_nat_flows_are_translated_both_ways() {
         &mut io,
     );
     assert_eq!(drops(&p, DropReason::IcmpUnhandled), 1);
+}
+
+#[test]
+fn full_nat_rewrites_both_ends_and_replies_find_their_owner() {
+    let text = format!(
+        "{}\n[[neighbor]]\nport = \"server\"\nip = \"198.51.100.11\"\nmac = \"02:55:00:00:00:11\"\n\
+         [[neighbor]]\nport = \"server\"\nip = \"198.51.100.12\"\nmac = \"02:55:00:00:00:12\"\n\
+         [[neighbor]]\nport = \"client\"\nip = \"203.0.113.10\"\nmac = \"02:cc:00:00:00:10\"\n\
+         [workers]\ncount = 2\n",
+        CONFIG.replace(
+            "scheduler = \"wrr\"",
+            "scheduler = \"wrr\"\nforward = \"fnat\"\nlocal_addresses = [\"198.51.100.2\", \"198.51.100.3\"]"
+        )
+    );
+    let cfg = config(&text);
+    let sharding = rvs::flow::rss::Sharding::new(2, 32);
+    let owner = sharding.owner(Ipv4Addr::from(CLIENT));
+    let mut p: Pipeline<Vec<u8>> =
+        Pipeline::new(&cfg, &[CLIENT_MAC, SERVER_MAC], owner, Instant::ZERO);
+    let mut other: Pipeline<Vec<u8>> =
+        Pipeline::new(&cfg, &[CLIENT_MAC, SERVER_MAC], 1 - owner, Instant::ZERO);
+    let mut io = TestIo::default();
+    let t = Instant::from_secs(1);
+    for cport in 40000..40050u16 {
+        p.process(
+            0,
+            tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, cport, 80, "S"),
+            t,
+            &mut io,
+        );
+        let (port, f) = io.sent.pop().expect("forwarded");
+        assert_eq!(port, 1);
+        let ((src, dst, sp, dp, ttl), _) = decode(&f);
+        assert!(
+            src == Ipv4Addr::new(198, 51, 100, 2) || src == Ipv4Addr::new(198, 51, 100, 3),
+            "{src}"
+        );
+        assert!(sp >= 1024);
+        assert_eq!((dp, ttl), (8080, 63));
+        // The reply goes to the local address; whichever worker receives it, the owner is the
+        // one that made the flow.
+        assert_eq!(sharding.owner_of_reply(dst, src, 8080, sp), owner);
+        let smac = if dst == Ipv4Addr::from(S1) {
+            PEER_S1
+        } else {
+            PEER_S2
+        };
+        let reply = tcp(smac, SERVER_MAC, dst.octets(), src.octets(), 8080, sp, "SA");
+        other.process(1, reply.clone(), t, &mut io);
+        let (to, port, handed) = io.handed.pop().expect("the other worker hands it over");
+        assert_eq!((to, port), (owner, 1));
+        p.process_handed_over(port, handed, t, &mut io);
+        let (port, f) = io.sent.pop().expect("un-NATed to the client");
+        assert_eq!(port, 0);
+        let ((src, dst, sp, dp, _), _) = decode(&f);
+        assert_eq!(
+            (src, dst, sp, dp),
+            (Ipv4Addr::from(VIP), Ipv4Addr::from(CLIENT), 80, cport)
+        );
+    }
+    // The local addresses answer ARP like our own.
+    p.process(
+        1,
+        arp(1, PEER_S1, S1, [198, 51, 100, 2], [0xff; 6]),
+        t,
+        &mut io,
+    );
+    assert_eq!(arp_fields(&io.sent.pop().unwrap().1).spa, [198, 51, 100, 2]);
+    assert_eq!(rvs::stats::total_drops(p.counters()), 0);
 }

@@ -58,15 +58,22 @@ class Results:
                     self.errors.append(error)
 
 
-def check_reply(text, servers, src, sport, payload):
-    """Return (server_name, None) if the reply is right, else (None, reason)."""
+def check_reply(text, servers, src, sport, payload, seen_from=None):
+    """Return (server_name, None) if the reply is right, else (None, reason).
+
+    seen_from: for full NAT, the addresses the server may see instead of the client's own
+    (rvs's local addresses); the port is then rvs's too and is not checked."""
     parts = text.split(" ", 2)
     if len(parts) != 3:
         return None, "malformed reply %r" % text
     name, addr, rest = parts
     if name not in servers:
         return None, "unknown server %r in reply %r" % (name, text)
-    if addr != "%s:%d" % (src, sport):
+    if seen_from:
+        if addr.rsplit(":", 1)[0] not in seen_from:
+            return None, "%s saw %s, expected one of the local addresses %s" % (
+                name, addr, ",".join(seen_from))
+    elif addr != "%s:%d" % (src, sport):
         return None, "%s saw client %s, expected %s:%d (client address not preserved)" % (
             name, addr, src, sport)
     if rest != payload:
@@ -99,7 +106,7 @@ def tcp_one(i, args, res):
         if not data:
             raise ConnectionError("connection closed without a reply")
         text = data.split(b"\n", 1)[0].rstrip(b"\r").decode(errors="replace")
-        name, err = check_reply(text, args.servers, src, sport, payload)
+        name, err = check_reply(text, args.servers, src, sport, payload, args.seen_from)
         if err:
             res.record("tcp", False, error="tcp #%d %s:%d: %s" % (i, src, sport, err))
         else:
@@ -143,7 +150,7 @@ def udp_one(i, args, res):
                     res.record("udp", False, error=res_error, retries=retries)
                     return
                 text = data.decode(errors="replace").rstrip("\r\n")
-                name, err = check_reply(text, args.servers, src, sport, payload)
+                name, err = check_reply(text, args.servers, src, sport, payload, args.seen_from)
                 if err:
                     res.record("udp", False, error="udp #%d %s:%d: %s" % (i, src, sport, err),
                                retries=retries)
@@ -178,6 +185,8 @@ def main():
     ap.add_argument("--servers", type=csv, default=["srv1", "srv2"],
                     help="names a reply may carry")
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--seen-from", type=csv, default=None,
+                    help="full NAT: addresses the servers see instead of the client's (comma list)")
     args = ap.parse_args()
     if not args.sources:
         ap.error("--sources is empty")

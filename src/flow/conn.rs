@@ -40,8 +40,13 @@ pub struct Conn {
     pub expires: Instant,
     /// Second of this connection's live timer-wheel entry (owned by the table).
     pub(crate) wheel_sec: u32,
+    /// The address replies are sent to: the client (NAT, DR, TUN) or a local address (full NAT).
+    pub laddr: Ipv4Addr,
+    /// The port replies are sent to: the client's, or a local port (full NAT).
+    pub lport: u16,
+    /// Full NAT: `laddr:lport` is a local address and port of rvs's.
+    pub fnat: bool,
 }
-
 impl Conn {
     /// Key of the client → VIP direction.
     pub fn original_key(&self) -> FlowKey {
@@ -53,13 +58,14 @@ impl Conn {
             proto: self.proto,
         }
     }
-    /// Key of the server → client direction (NAT: replies carry the client as destination).
+    /// Key of the server → rvs/client direction: replies go to `laddr:lport` (the client in
+    /// NAT, a local address in full NAT).
     pub fn reply_key(&self) -> FlowKey {
         FlowKey {
             src: self.server,
-            dst: self.client,
+            dst: self.laddr,
             sport: self.sport,
-            dport: self.cport,
+            dport: self.lport,
             proto: self.proto,
         }
     }

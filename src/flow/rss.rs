@@ -92,6 +92,19 @@ impl Sharding {
         let h = toeplitz(&RSS_KEY, &b);
         ((u64::from(h) * u64::from(self.workers)) >> 32) as u16
     }
+
+    /// The worker that owns a full-NAT reply `src:sport → dst:dport` (server → local address):
+    /// the queue a NIC's 4-tuple RSS puts it on with the default redirection table (entry `i` →
+    /// queue `i mod workers`, exact when `workers` divides the table size, as powers of two do).
+    /// Local ports are chosen so that this is the worker owning the client (see `lb::laddr`), so
+    /// on such a NIC replies arrive where their flow lives, with no handover.
+    #[inline]
+    pub fn owner_of_reply(&self, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> u16 {
+        if self.workers == 1 {
+            return 0;
+        }
+        (hash_ipv4_l4(src, dst, sport, dport) % u32::from(self.workers)) as u16
+    }
 }
 
 #[cfg(test)]

@@ -301,6 +301,9 @@ mod tests {
             state: TcpState::Established,
             expires,
             wheel_sec: 0,
+            laddr: Ipv4Addr::new(192, 0, 2, 10),
+            lport: 10000 + i,
+            fnat: false,
         }
     }
 
@@ -363,6 +366,7 @@ mod tests {
         for i in 0..50_000u32 {
             let mut c = conn(0, Instant::from_secs(3));
             c.client = Ipv4Addr::from(0xC000_0000 | i);
+            c.laddr = c.client;
             t.insert(c).unwrap();
         }
         let now = Instant::from_secs(10);

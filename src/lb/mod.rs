@@ -6,6 +6,7 @@
 //! up across workers.
 
 pub mod dest;
+pub mod laddr;
 pub mod persist;
 pub mod sched;
 pub mod service;

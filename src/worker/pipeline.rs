@@ -30,6 +30,7 @@ use crate::config::{Config, ForwardMethod, Timeouts};
 use crate::flow::rss::Sharding;
 use crate::flow::tcp_state::{direction, Direction, Seen};
 use crate::flow::{Conn, ConnId, Dir, FlowKey, FlowTable, InsertError, TcpState};
+use crate::lb::laddr::LocalPorts;
 use crate::lb::ServiceTable;
 use crate::neigh::{Neighbours, Resolve, Routes};
 use crate::packet::PacketBuf;
@@ -87,6 +88,10 @@ pub struct Pipeline<B> {
     arp_scratch: Vec<(u16, Ipv4Addr)>,
     /// IPv4 identification of the outer headers this worker builds (TUN).
     ident: u16,
+    /// Full-NAT local ports, one allocator per service (empty for other methods).
+    lports: Vec<LocalPorts>,
+    /// Every full-NAT local address (replies to them are full-NAT replies).
+    fnat_local: HashSet<Ipv4Addr>,
     /// A "fragmentation needed" to send for the frame being dropped: (port, MTU).
     pending_frag_needed: Option<(u16, u16)>,
 }
@@ -118,6 +123,18 @@ impl<B: PacketBuf> Pipeline<B> {
             }
         }
         local.extend(services.vips());
+        for a in cfg
+            .services
+            .iter()
+            .flat_map(|s| s.local_addresses.iter().copied())
+        {
+            local.insert(a);
+            for i in 0..ports.len() {
+                if routes.on_link(i as u16, a) {
+                    owned.insert((i as u16, a));
+                }
+            }
+        }
         let mut neigh = Neighbours::new(&cfg.arp);
         for n in &cfg.neighbors {
             if let Some(i) = cfg.ports.iter().position(|p| p.name == n.port) {
@@ -145,6 +162,16 @@ impl<B: PacketBuf> Pipeline<B> {
             arp_scratch: Vec::new(),
             ident: 0,
             pending_frag_needed: None,
+            lports: cfg
+                .services
+                .iter()
+                .map(|s| LocalPorts::new(&s.local_addresses))
+                .collect(),
+            fnat_local: cfg
+                .services
+                .iter()
+                .flat_map(|s| s.local_addresses.iter().copied())
+                .collect(),
         }
     }
 
@@ -212,8 +239,14 @@ impl<B: PacketBuf> Pipeline<B> {
     /// Timers: flow expiry (bounded by the configured budget) and ARP retries.
     pub fn poll(&mut self, now: Instant, io: &mut impl Io<B>) {
         let services = &mut self.services;
+        let lports = &mut self.lports;
         let expired = self.flows.expire(now, self.expire_budget, |c| {
             services.release(c.service, c.dest, c.state.is_active(), c.client);
+            if c.fnat {
+                if let Some(l) = lports.get_mut(usize::from(c.service)) {
+                    l.free(c.laddr, c.lport);
+                }
+            }
         });
         self.services.expire_persistence(now, self.expire_budget);
         self.bump(Counter::FlowsExpired, expired as u64);
@@ -468,8 +501,15 @@ impl<B: PacketBuf> Pipeline<B> {
         if !handed && self.sharding.workers() > 1 {
             // Both directions of a flow carry the client's address: as source towards a VIP,
             // as destination in a server's reply. Its owner holds the flow.
-            let client = if self.services.is_vip(dst) { src } else { dst };
-            let owner = self.sharding.owner(client);
+            let owner = if self.services.is_vip(dst) {
+                self.sharding.owner(src)
+            } else if self.fnat_local.contains(&dst) {
+                // A full-NAT reply: its local port was chosen so that this names the owner.
+                self.sharding
+                    .owner_of_reply(src, dst, l4.key.sport, l4.key.dport)
+            } else {
+                self.sharding.owner(dst)
+            };
             if owner != self.worker {
                 return match io.handover(owner, port, buf) {
                     Ok(()) => self.bump(Counter::HandoverOut, 1),
@@ -506,6 +546,11 @@ impl<B: PacketBuf> Pipeline<B> {
         if let Some(c) = self.flows.remove(id) {
             self.services
                 .release(c.service, c.dest, c.state.is_active(), c.client);
+            if c.fnat {
+                if let Some(l) = self.lports.get_mut(usize::from(c.service)) {
+                    l.free(c.laddr, c.lport);
+                }
+            }
             self.bump(Counter::FlowsExpired, 1);
         }
     }
@@ -577,10 +622,28 @@ impl<B: PacketBuf> Pipeline<B> {
             return self.drop_buf(io, buf, DropReason::NoServer);
         };
         // UDP flows sit in ESTABLISHED: one timeout, always counted active (as in IPVS).
-        let input_only = self
+        let method = self
             .services
             .get(svc)
-            .is_some_and(|s| s.forward != ForwardMethod::Nat);
+            .map_or(ForwardMethod::Nat, |s| s.forward);
+        let input_only = matches!(method, ForwardMethod::Dr | ForwardMethod::Tun);
+        // A multi-port service's servers keep the client's destination port.
+        let sport = if dest.port == 0 { k.dport } else { dest.port };
+        let (laddr, lport, fnat) = if method == ForwardMethod::Fnat {
+            let local = self
+                .lports
+                .get_mut(usize::from(svc))
+                .and_then(|l| l.alloc(dest.addr, sport, &self.sharding, self.worker));
+            match local {
+                Some((a, p)) => (a, p, true),
+                None => {
+                    self.services.release(svc, dest.index, true, k.src);
+                    return self.drop_buf(io, buf, DropReason::NoLocalPort);
+                }
+            }
+        } else {
+            (k.src, k.sport, false)
+        };
         let state = if k.proto == ipproto::TCP {
             TcpState::initial(
                 if input_only {
@@ -599,19 +662,26 @@ impl<B: PacketBuf> Pipeline<B> {
             server: dest.addr,
             cport: k.sport,
             vport: k.dport,
-            // A multi-port service's servers keep the client's destination port.
-            sport: if dest.port == 0 { k.dport } else { dest.port },
+            sport,
             service: svc,
             dest: dest.index,
             proto: k.proto,
             state,
             expires: now + self.timeout(k.proto, state),
             wheel_sec: 0,
+            laddr,
+            lport,
+            fnat,
         };
         let id = match self.flows.insert(conn) {
             Ok(id) => id,
             Err(e) => {
                 self.services.release(svc, dest.index, true, k.src);
+                if fnat {
+                    if let Some(l) = self.lports.get_mut(usize::from(svc)) {
+                        l.free(laddr, lport);
+                    }
+                }
                 let r = match e {
                     InsertError::Full => DropReason::FlowTableFull,
                     InsertError::Conflict => DropReason::FlowConflict,
@@ -662,7 +732,13 @@ impl<B: PacketBuf> Pipeline<B> {
             .services
             .get(service)
             .map_or(ForwardMethod::Nat, |s| s.forward);
-        let input_only = method != ForwardMethod::Nat;
+        let input_only = matches!(method, ForwardMethod::Dr | ForwardMethod::Tun);
+        // Full NAT rewrites the other end too: towards the server the source becomes the local
+        // address and port; back towards the client the destination becomes the client again.
+        let other = match dir {
+            Dir::Original => (c.laddr, c.lport),
+            Dir::Reply => (c.client, c.cport),
+        };
         let (end, addr, port, to) = match dir {
             Dir::Original => (End::Dst, c.server, c.sport, c.server),
             Dir::Reply => (End::Src, c.vip, c.vport, c.client),
@@ -672,7 +748,9 @@ impl<B: PacketBuf> Pipeline<B> {
             // a server's routing is wrong. Counted so an operator can see it.
             return self.drop_buf(io, buf, DropReason::UnexpectedReply);
         }
-        if let Err(r) = self.transmit_prepare(method, &mut buf, end, addr, port, l4.in_port) {
+        if let Err(r) =
+            self.transmit_prepare(method, &mut buf, (end, addr, port), other, l4.in_port)
+        {
             if let Some((in_port, mtu)) = self.pending_frag_needed.take() {
                 self.send_frag_needed(io, &buf, in_port, mtu);
             }
@@ -745,9 +823,8 @@ impl<B: PacketBuf> Pipeline<B> {
         &mut self,
         method: ForwardMethod,
         buf: &mut B,
-        end: End,
-        addr: Ipv4Addr,
-        port: u16,
+        (end, addr, port): (End, Ipv4Addr, u16),
+        other: (Ipv4Addr, u16),
         in_port: u16,
     ) -> Result<(), DropReason> {
         let out = self
@@ -759,11 +836,18 @@ impl<B: PacketBuf> Pipeline<B> {
             .get_mut(ETH_LEN..)
             .ok_or(DropReason::Truncated)?;
         let too_big = match method {
-            ForwardMethod::Nat => {
-                return nat::rewrite(ip, end, addr, port).map_err(|e| match e {
+            ForwardMethod::Nat | ForwardMethod::Fnat => {
+                let done = if method == ForwardMethod::Nat {
+                    nat::rewrite(ip, end, addr, port)
+                } else if end == End::Dst {
+                    nat::rewrite_both(ip, other, (addr, port))
+                } else {
+                    nat::rewrite_both(ip, (addr, port), other)
+                };
+                return done.map_err(|e| match e {
                     RewriteError::TtlExceeded => DropReason::TtlExceeded,
                     RewriteError::Malformed => DropReason::BadL4Header,
-                })
+                });
             }
             ForwardMethod::Dr => {
                 let out = out.ok_or(DropReason::NoRoute)?;

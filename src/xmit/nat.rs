@@ -27,66 +27,90 @@ pub enum RewriteError {
 /// Rewrite one end's address and port of a TCP or UDP datagram in `ip` (starting at the IPv4
 /// header), decrement its TTL, and patch the IP and L4 checksums.
 pub fn rewrite(ip: &mut [u8], end: End, addr: Ipv4Addr, port: u16) -> Result<(), RewriteError> {
+    rewrite_ends(ip, &[(end, addr, port)])
+}
+
+/// Rewrite both ends at once (full NAT), decrementing the TTL once.
+pub fn rewrite_both(
+    ip: &mut [u8],
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+) -> Result<(), RewriteError> {
+    rewrite_ends(ip, &[(End::Src, src.0, src.1), (End::Dst, dst.0, dst.1)])
+}
+
+fn rewrite_ends(ip: &mut [u8], ends: &[(End, Ipv4Addr, u16)]) -> Result<(), RewriteError> {
     let mut pkt = Ipv4Packet::new_checked(ip).map_err(|_| RewriteError::Malformed)?;
     let ttl = pkt.ttl();
     if ttl <= 1 {
         return Err(RewriteError::TtlExceeded);
     }
     let proto = pkt.protocol();
-    let old_addr = match end {
-        End::Src => pkt.src_addr(),
-        End::Dst => pkt.dst_addr(),
-    };
-    // IP header: address and TTL (TTL shares a 16-bit word with the protocol).
-    let mut ck = pkt.checksum();
-    ck = checksum::update_addr(ck, old_addr, addr);
-    ck = checksum::update16(
-        ck,
+    if proto != ipproto::TCP && proto != ipproto::UDP {
+        return Err(RewriteError::Malformed);
+    }
+    // TTL shares a 16-bit word with the protocol.
+    let mut ck = checksum::update16(
+        pkt.checksum(),
         u16::from_be_bytes([ttl, proto]),
         u16::from_be_bytes([ttl - 1, proto]),
     );
-    match end {
-        End::Src => pkt.set_src_addr(addr),
-        End::Dst => pkt.set_dst_addr(addr),
-    }
     pkt.set_ttl(ttl - 1);
+    for (end, addr, port) in ends.iter().copied() {
+        let old_addr = match end {
+            End::Src => pkt.src_addr(),
+            End::Dst => pkt.dst_addr(),
+        };
+        ck = checksum::update_addr(ck, old_addr, addr);
+        match end {
+            End::Src => pkt.set_src_addr(addr),
+            End::Dst => pkt.set_dst_addr(addr),
+        }
+        rewrite_l4(pkt.payload_mut(), proto, end, old_addr, addr, port)?;
+    }
     pkt.set_checksum(ck);
+    Ok(())
+}
 
-    let l4 = pkt.payload_mut();
-    match proto {
-        ipproto::TCP => {
-            let mut tcp = TcpPacket::new_checked(l4).map_err(|_| RewriteError::Malformed)?;
-            let old_port = match end {
-                End::Src => tcp.src_port(),
-                End::Dst => tcp.dst_port(),
-            };
-            let mut ck = checksum::update_addr(tcp.checksum(), old_addr, addr);
-            ck = checksum::update16(ck, old_port, port);
-            match end {
-                End::Src => tcp.set_src_port(port),
-                End::Dst => tcp.set_dst_port(port),
-            }
-            tcp.set_checksum(ck);
+/// Patch one end's port and the pseudo-header address in a TCP or UDP header.
+fn rewrite_l4(
+    l4: &mut [u8],
+    proto: u8,
+    end: End,
+    old_addr: Ipv4Addr,
+    addr: Ipv4Addr,
+    port: u16,
+) -> Result<(), RewriteError> {
+    if proto == ipproto::TCP {
+        let mut tcp = TcpPacket::new_checked(l4).map_err(|_| RewriteError::Malformed)?;
+        let old_port = match end {
+            End::Src => tcp.src_port(),
+            End::Dst => tcp.dst_port(),
+        };
+        let mut ck = checksum::update_addr(tcp.checksum(), old_addr, addr);
+        ck = checksum::update16(ck, old_port, port);
+        match end {
+            End::Src => tcp.set_src_port(port),
+            End::Dst => tcp.set_dst_port(port),
         }
-        ipproto::UDP => {
-            let mut udp = UdpPacket::new_checked(l4).map_err(|_| RewriteError::Malformed)?;
-            let old_port = match end {
-                End::Src => udp.src_port(),
-                End::Dst => udp.dst_port(),
-            };
-            match end {
-                End::Src => udp.set_src_port(port),
-                End::Dst => udp.set_dst_port(port),
-            }
-            // A zero UDP checksum means "none" and stays zero; a computed zero is sent as 0xffff.
-            let old_ck = udp.checksum();
-            if old_ck != 0 {
-                let mut ck = checksum::update_addr(old_ck, old_addr, addr);
-                ck = checksum::update16(ck, old_port, port);
-                udp.set_checksum(if ck == 0 { 0xffff } else { ck });
-            }
-        }
-        _ => return Err(RewriteError::Malformed),
+        tcp.set_checksum(ck);
+        return Ok(());
+    }
+    let mut udp = UdpPacket::new_checked(l4).map_err(|_| RewriteError::Malformed)?;
+    let old_port = match end {
+        End::Src => udp.src_port(),
+        End::Dst => udp.dst_port(),
+    };
+    match end {
+        End::Src => udp.set_src_port(port),
+        End::Dst => udp.set_dst_port(port),
+    }
+    // A zero UDP checksum means "none" and stays zero; a computed zero is sent as 0xffff.
+    let old_ck = udp.checksum();
+    if old_ck != 0 {
+        let mut ck = checksum::update_addr(old_ck, old_addr, addr);
+        ck = checksum::update16(ck, old_port, port);
+        udp.set_checksum(if ck == 0 { 0xffff } else { ck });
     }
     Ok(())
 }
@@ -199,5 +223,36 @@ mod tests {
             Err(RewriteError::TtlExceeded)
         );
         assert_eq!(d, before);
+    }
+
+    #[test]
+    fn full_nat_rewrites_both_ends_and_ttl_once() {
+        let mut d = tcp_datagram();
+        rewrite_both(
+            &mut d,
+            (Ipv4Addr::new(198, 51, 100, 2), 20001),
+            (Ipv4Addr::new(198, 51, 100, 11), 8080),
+        )
+        .unwrap();
+        let (src, dst, sp, dp, ttl) = check_with_etherparse(&d);
+        assert_eq!(
+            (src, dst, sp, dp, ttl),
+            (
+                Ipv4Addr::new(198, 51, 100, 2),
+                Ipv4Addr::new(198, 51, 100, 11),
+                20001,
+                8080,
+                63
+            )
+        );
+        let mut u = udp_datagram();
+        rewrite_both(
+            &mut u,
+            (Ipv4Addr::new(192, 0, 2, 100), 9000),
+            (Ipv4Addr::new(192, 0, 2, 10), 40001),
+        )
+        .unwrap();
+        let (_, _, sp, dp, _) = check_with_etherparse(&u);
+        assert_eq!((sp, dp), (9000, 40001));
     }
 }
