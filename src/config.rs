@@ -961,7 +961,7 @@ impl Config {
                     ),
                 ));
             }
-            if (s.forward == ForwardMethod::Fnat) != !s.local_addresses.is_empty() {
+            if (s.forward == ForwardMethod::Fnat) == s.local_addresses.is_empty() {
                 return Err(err(
                     format!("service[{label}].local_addresses"),
                     "full NAT (forward = \"fnat\") needs local_addresses = [\"198.51.100.2\", ...], and only full NAT uses them".into(),

@@ -1059,7 +1059,7 @@ fn tun_encapsulates_and_answers_frag_needed_for_oversized_df_datagrams() {
     };
     assert_eq!(
         (ip.header().source(), ip.header().destination()),
-        ([203, 0, 113, 1], CLIENT)
+        (VIP, CLIENT)
     );
     let Some(TransportSlice::Icmpv4(icmp)) = s.transport else {
         panic!("not icmp")

@@ -527,6 +527,16 @@ impl<B: PacketBuf> Pipeline<B> {
             Some((id, Dir::Original)) => self.forward(id, Dir::Original, l4, buf, now, io),
             Some((id, Dir::Reply)) => self.forward(id, Dir::Reply, l4, buf, now, io),
             None if self.services.is_vip(dst) => self.new_flow(l4, buf, now, io),
+            // A DR/TUN server answering from the VIP through rvs (its routing is wrong): the
+            // reversed key is the flow's client -> VIP side.
+            None if self.services.is_vip(src)
+                && matches!(
+                    self.flows.lookup(&l4.key.reversed()),
+                    Some((_, Dir::Original))
+                ) =>
+            {
+                self.drop_buf(io, buf, DropReason::UnexpectedReply)
+            }
             None if self.local.contains(&dst) => self.drop_buf(io, buf, DropReason::LocalUnhandled),
             None => self.drop_buf(io, buf, DropReason::NoService),
         }
@@ -884,7 +894,14 @@ impl<B: PacketBuf> Pipeline<B> {
 
     /// Answer the frame in `buf` (about to be dropped as too big) with "fragmentation needed".
     fn send_frag_needed(&mut self, io: &mut impl Io<B>, buf: &B, in_port: u16, mtu: u16) {
-        let Some(from) = self.ports.get(usize::from(in_port)).map(|p| p.addr) else {
+        // From the address the client sent to (the VIP), as IPVS does: the address its
+        // connection is with, and certainly one it accepts ICMP from.
+        let Some(from) = buf
+            .data()
+            .get(ETH_LEN..)
+            .and_then(|d| Ipv4Packet::new_checked(d).ok())
+            .map(|ip| ip.dst_addr())
+        else {
             return;
         };
         let Some(mut out) = io.alloc() else {

@@ -42,15 +42,6 @@ mod tests {
     use super::super::testutil::*;
     use super::*;
 
-    fn with_conns(weights: &[u32], conns: &[(u32, u32)]) -> Vec<Dest> {
-        let mut d = dests(weights);
-        for (d, (a, i)) in d.iter_mut().zip(conns) {
-            d.active = *a;
-            d.inactive = *i;
-        }
-        d
-    }
-
     #[test]
     fn picks_least_overhead() {
         let mut s = LeastConnection;

@@ -100,6 +100,16 @@ pub(crate) mod testutil {
         }
     }
 
+    /// Servers with these weights and (active, inactive) connection counts.
+    pub fn with_conns(weights: &[u32], conns: &[(u32, u32)]) -> Vec<Dest> {
+        let mut d = dests(weights);
+        for (d, (a, i)) in d.iter_mut().zip(conns) {
+            d.active = *a;
+            d.inactive = *i;
+        }
+        d
+    }
+
     /// How many of `n` picks each server got.
     pub fn tally(s: &mut dyn Scheduler, d: &[Dest], n: u32) -> Vec<u32> {
         let mut c = vec![0; d.len()];

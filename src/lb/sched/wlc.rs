@@ -55,15 +55,6 @@ mod tests {
     use super::super::testutil::*;
     use super::*;
 
-    fn with_conns(weights: &[u32], conns: &[(u32, u32)]) -> Vec<Dest> {
-        let mut d = dests(weights);
-        for (d, (a, i)) in d.iter_mut().zip(conns) {
-            d.active = *a;
-            d.inactive = *i;
-        }
-        d
-    }
-
     #[test]
     fn weights_scale_the_load() {
         let mut s = WeightedLeastConnection;
