@@ -284,7 +284,7 @@ fn dr_lab(workers: usize) -> Value {
     let udp = &s["services"][1];
     assert_eq!(web["name"], "web");
     assert_eq!(udp["name"], "dns-like");
-    assert_eq!(web["counters"]["conns"], 200, "{web}");
+    assert_eq!(web["counters"]["conns"], 200, "{s}");
     assert_eq!(
         udp["counters"]["conns"].as_u64().unwrap(),
         udp_flows,

@@ -1281,3 +1281,28 @@ fn full_nat_rewrites_both_ends_and_replies_find_their_owner() {
     assert_eq!(arp_fields(&io.sent.pop().unwrap().1).spa, [198, 51, 100, 2]);
     assert_eq!(rvs::stats::total_drops(p.counters()), 0);
 }
+
+#[test]
+fn dr_port_reuse_after_the_clients_fin_is_a_new_connection() {
+    let mut p = method_pipeline("dr", 1500);
+    let mut io = TestIo::default();
+    let t = Instant::from_secs(1);
+    for f in ["S", "A", "FA", "A"] {
+        p.process(
+            0,
+            tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 40100, 80, f),
+            t,
+            &mut io,
+        );
+    }
+    // The server's FIN never passes rvs: the flow is in FIN_WAIT. The client reuses its port.
+    p.process(
+        0,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 40100, 80, "S"),
+        t,
+        &mut io,
+    );
+    let l = p.layout();
+    assert_eq!(p.counters().get(l.service(0, LbCounter::Connections)), 2);
+    assert_eq!(p.flows().len(), 1);
+}

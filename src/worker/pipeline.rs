@@ -542,13 +542,22 @@ impl<B: PacketBuf> Pipeline<B> {
         }
     }
 
-    /// True when a pure SYN arrives on a TCP flow that has already closed.
+    /// True when a pure SYN arrives on a TCP flow that has already closed (or, for DR/TUN,
+    /// whose client has sent its FIN).
     fn reusable(&self, id: ConnId, l4: &L4) -> bool {
         l4.key.proto == ipproto::TCP
             && l4.seen.syn
             && !l4.seen.ack
             && !l4.seen.rst
-            && self.flows.get(id).is_some_and(|c| c.state.is_closed())
+            && self.flows.get(id).is_some_and(|c| {
+                // DR/TUN see only the client's half: after its FIN the flow stays in FIN_WAIT,
+                // and a SYN on the same ports is a new connection (IPVS's conn_reuse_mode bit 2).
+                let input_only = self
+                    .services
+                    .get(c.service)
+                    .is_some_and(|s| matches!(s.forward, ForwardMethod::Dr | ForwardMethod::Tun));
+                c.state.is_closed() || (input_only && c.state == TcpState::FinWait)
+            })
     }
 
     /// Remove a flow now and release its server.
