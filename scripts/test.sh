@@ -21,6 +21,7 @@ fi
 
 bash scripts/deps.sh
 
+# shellcheck disable=SC2054 # the comma belongs to cargo's feature list
 FEATURES=(--release --features dpdk-tests,lab-tests)
 start=$(date +%s)
 step() { printf '\n== %s (%ss)\n' "$*" "$(($(date +%s) - start))"; }

@@ -334,6 +334,9 @@ impl Control {
                     "{}",
                     status_line(&now, &prev, last.elapsed(), started.elapsed())
                 );
+                for line in service_rate_lines(&self.cfg, &now, &prev, last.elapsed()) {
+                    println!("{line}");
+                }
                 if let Some(path) = &self.opts.stats_file {
                     write_stats_file(path, &self.cfg, &now, &self.ports, started.elapsed(), false);
                 }
@@ -474,13 +477,15 @@ impl WorkerCtx {
             pipeline.poll(now, &mut io);
             io.flush(&mut pipeline);
             if now.as_nanos() >= next_publish {
+                pipeline.refresh_gauges();
                 shared.publish(pipeline.counters());
                 next_publish = now.as_nanos() + publish_ns;
             }
         }
         io.flush(&mut pipeline);
+        pipeline.refresh_gauges();
         shared.publish(pipeline.counters());
-        // Frees every mbuf still held (neighbour queues) before the pool can go.
+        // Frees every mbufstill held (neighbour queues) before the pool can go.
         drop(pipeline);
         drop(io);
         0
@@ -598,6 +603,42 @@ fn rate(now: u64, prev: u64, dt: Duration) -> u64 {
     }
 }
 
+/// One line per service with traffic since the last interval, like `ipvsadm -Ln --rate`:
+/// active and inactive connections, new connections per second, packets and bytes per second.
+pub fn service_rate_lines(
+    cfg: &Config,
+    now: &LocalBlock,
+    prev: &LocalBlock,
+    dt: Duration,
+) -> Vec<String> {
+    let layout = Layout {
+        services: cfg.services.len(),
+        servers: cfg.services.iter().map(|s| s.servers.len()).sum(),
+    };
+    cfg.services
+        .iter()
+        .enumerate()
+        .filter_map(|(i, svc)| {
+            let g = |c: LbCounter| now.get(layout.service(i, c));
+            let r = |c: LbCounter| rate(now.get(layout.service(i, c)), prev.get(layout.service(i, c)), dt);
+            let busy = g(LbCounter::ActiveConns) + g(LbCounter::InactiveConns) + r(LbCounter::PacketsIn) > 0;
+            busy.then(|| {
+                format!(
+                    "rvs:   service {}: active={} inactive={} cps={} in={} pps/{} Bps out={} pps/{} Bps",
+                    svc.name,
+                    g(LbCounter::ActiveConns),
+                    g(LbCounter::InactiveConns),
+                    r(LbCounter::Connections),
+                    r(LbCounter::PacketsIn),
+                    r(LbCounter::BytesIn),
+                    r(LbCounter::PacketsOut),
+                    r(LbCounter::BytesOut)
+                )
+            })
+        })
+        .collect()
+}
+
 /// The periodic one-line status.
 pub fn status_line(now: &LocalBlock, prev: &LocalBlock, dt: Duration, up: Duration) -> String {
     let g = |c: Counter| now.get(Layout::counter(c));
@@ -640,13 +681,15 @@ pub fn final_report(cfg: &Config, b: &LocalBlock, ports: &[Port]) -> String {
     for (i, svc) in cfg.services.iter().enumerate() {
         let lb = |c: LbCounter| b.get(layout.service(i, c));
         s.push_str(&format!(
-            "  service {} {} {}:{} {}: conns={} pkts_in={} pkts_out={} bytes_in={} bytes_out={}\n",
+            "  service {} {} {}:{} {}: conns={} active={} inactive={} pkts_in={} pkts_out={} bytes_in={} bytes_out={}\n",
             svc.name,
             svc.protocol.name(),
             svc.vip,
             svc.port_set(),
             svc.scheduler.name(),
             lb(LbCounter::Connections),
+            lb(LbCounter::ActiveConns),
+            lb(LbCounter::InactiveConns),
             lb(LbCounter::PacketsIn),
             lb(LbCounter::PacketsOut),
             lb(LbCounter::BytesIn),
@@ -655,11 +698,14 @@ pub fn final_report(cfg: &Config, b: &LocalBlock, ports: &[Port]) -> String {
         for r in &svc.servers {
             let lb = |c: LbCounter| b.get(layout.server(server, c));
             s.push_str(&format!(
-                "    -> {}:{} weight {}: conns={} pkts_in={} pkts_out={} bytes_in={} bytes_out={}\n",
+                "    -> {}:{} weight {}{}: conns={} active={} inactive={} pkts_in={} pkts_out={} bytes_in={} bytes_out={}\n",
                 r.address,
                 svc.server_port(r).unwrap_or(0),
                 r.weight,
+                if r.removed { " (removed)" } else { "" },
                 lb(LbCounter::Connections),
+                lb(LbCounter::ActiveConns),
+                lb(LbCounter::InactiveConns),
                 lb(LbCounter::PacketsIn),
                 lb(LbCounter::PacketsOut),
                 lb(LbCounter::BytesIn),

@@ -131,15 +131,18 @@ named_enum! {
 }
 
 named_enum! {
-    /// Counters kept per virtual service and per real server.
-    pub enum LbCounter {
-        Connections => "conns",
-        PacketsIn => "pkts_in",
-        PacketsOut => "pkts_out",
-        BytesIn => "bytes_in",
-        BytesOut => "bytes_out",
-    }
-}
+/// Counters kept per virtual service and per real server.
+pub enum LbCounter {
+    Connections => "conns",
+    PacketsIn => "pkts_in",
+    PacketsOut => "pkts_out",
+    BytesIn => "bytes_in",
+            BytesOut => "bytes_out",
+    /// Gauge: live connections counted active (IPVS's ActiveConn).
+    ActiveConns => "active_conns",
+    /// Gauge: live connections opening or closing (IPVS's InActConn).
+    InactiveConns => "inactive_conns",
+}}
 
 /// A worker's own counters: plain integers, bumped on the packet path.
 #[derive(Clone, Debug)]

@@ -1306,3 +1306,46 @@ fn dr_port_reuse_after_the_clients_fin_is_a_new_connection() {
     assert_eq!(p.counters().get(l.service(0, LbCounter::Connections)), 2);
     assert_eq!(p.flows().len(), 1);
 }
+
+#[test]
+fn active_and_inactive_gauges_follow_the_connection() {
+    let mut p = pipeline();
+    let mut io = TestIo::default();
+    let t = Instant::from_secs(1);
+    let l = p.layout();
+    let gauges = |p: &mut Pipeline<Vec<u8>>| {
+        p.refresh_gauges();
+        let c = p.counters();
+        (
+            c.get(l.service(0, LbCounter::ActiveConns)),
+            c.get(l.service(0, LbCounter::InactiveConns)),
+        )
+    };
+    p.process(
+        0,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 43000, 80, "S"),
+        t,
+        &mut io,
+    );
+    p.process(
+        0,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 43000, 80, "A"),
+        t,
+        &mut io,
+    );
+    assert_eq!(gauges(&mut p), (1, 0), "established");
+    p.process(
+        0,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 43000, 80, "R"),
+        t,
+        &mut io,
+    );
+    assert_eq!(gauges(&mut p), (0, 1), "closed but still tracked");
+    p.poll(Instant::from_secs(30), &mut io);
+    assert_eq!(gauges(&mut p), (0, 0), "expired");
+    // Per server too: the one that had the connection shows the same history.
+    let per_server: u64 = (0..2)
+        .map(|k| p.counters().get(l.server(k, LbCounter::Connections)))
+        .sum();
+    assert_eq!(per_server, 1);
+}

@@ -195,6 +195,31 @@ impl<B: PacketBuf> Pipeline<B> {
         &self.services
     }
 
+    /// Copy the live active/inactive connection counts of every service and server into the
+    /// counter block (gauges; call before publishing).
+    pub fn refresh_gauges(&mut self) {
+        for (i, svc) in self.services.iter().enumerate() {
+            let (mut a, mut n) = (0u64, 0u64);
+            for d in &svc.dests {
+                let k = usize::from(d.index);
+                self.counters.set(
+                    self.layout.server(k, LbCounter::ActiveConns),
+                    u64::from(d.active),
+                );
+                self.counters.set(
+                    self.layout.server(k, LbCounter::InactiveConns),
+                    u64::from(d.inactive),
+                );
+                a += u64::from(d.active);
+                n += u64::from(d.inactive);
+            }
+            self.counters
+                .set(self.layout.service(i, LbCounter::ActiveConns), a);
+            self.counters
+                .set(self.layout.service(i, LbCounter::InactiveConns), n);
+        }
+    }
+
     /// Count frames the I/O layer sent.
     pub fn count_tx(&mut self, packets: u64, bytes: u64) {
         self.bump(Counter::TxPackets, packets);
