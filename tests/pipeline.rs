@@ -1349,3 +1349,86 @@ fn active_and_inactive_gauges_follow_the_connection() {
         .sum();
     assert_eq!(per_server, 1);
 }
+
+#[test]
+fn dr_forwards_client_side_icmp_errors_to_the_server() {
+    use etherparse::icmpv4::DestUnreachableHeader;
+    let mut p = method_pipeline("dr", 1500);
+    let mut io = TestIo::default();
+    let t = Instant::from_secs(1);
+    p.process(
+        0,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 44000, 80, "S"),
+        t,
+        &mut io,
+    );
+    let (_, f) = io.sent.pop().unwrap();
+    let (_, (_, server_mac)) = decode(&f);
+    // The server's SYN-ACK went to the client directly (from the VIP); a router on the way says
+    // "fragmentation needed" to the VIP. rvs must pass it to that server, untranslated.
+    let synack = tcp(PEER_S1, SERVER_MAC, VIP, CLIENT, 80, 44000, "SA");
+    let kind = etherparse::Icmpv4Type::DestinationUnreachable(
+        DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+    );
+    let err = icmp_error(
+        PEER_C,
+        CLIENT_MAC,
+        [203, 0, 113, 254],
+        VIP,
+        kind,
+        &synack[14..],
+    );
+    p.process(0, err.clone(), t, &mut io);
+    let (port, f) = io.sent.pop().expect("forwarded to the server");
+    assert_eq!(port, 1);
+    assert_eq!(&f[0..6], &server_mac, "to the flow's server, by MAC");
+    assert_eq!(f[22], err[22] - 1, "TTL decremented");
+    assert_eq!(&f[34..], &err[34..], "the ICMP message is untouched");
+    assert_eq!(counter(&p, Counter::IcmpErrorsTranslated), 1);
+}
+
+#[test]
+fn persistence_holds_across_workers() {
+    // Two workers, persistence per /24: the owner of every client of 203.0.113.0/24 is the same
+    // worker, so the other one hands their SYNs over and one template serves them all.
+    let text = format!(
+        "{}\n[workers]\ncount = 2\n",
+        FTP_CONFIG.replace("WEIGHT2", "1")
+    );
+    let cfg = config(&text);
+    let sharding = rvs::flow::rss::Sharding::new(2, 24);
+    let owner = sharding.owner(Ipv4Addr::from(CLIENT));
+    let mut workers: Vec<Pipeline<Vec<u8>>> = (0..2)
+        .map(|w| Pipeline::new(&cfg, &[CLIENT_MAC, SERVER_MAC], w, Instant::ZERO))
+        .collect();
+    let t = Instant::from_secs(1);
+    let mut io = TestIo::default();
+    let mut servers = std::collections::HashSet::new();
+    for (i, host) in [10u8, 20, 30, 40, 50, 60].iter().enumerate() {
+        let client = [203, 0, 113, *host];
+        assert_eq!(
+            sharding.owner(Ipv4Addr::from(client)),
+            owner,
+            "one owner per /24"
+        );
+        // Alternate the worker that receives the SYN, as RSS would.
+        let w = i % 2;
+        workers[w].process(
+            0,
+            tcp(PEER_C, CLIENT_MAC, client, VIP, 5000, 21, "S"),
+            t,
+            &mut io,
+        );
+        if let Some((to, port, f)) = io.handed.pop() {
+            assert_eq!(
+                (usize::from(to), w),
+                (usize::from(owner), 1 - usize::from(owner))
+            );
+            workers[usize::from(to)].process_handed_over(port, f, t, &mut io);
+        }
+        let (_, f) = io.sent.pop().expect("forwarded by the owner");
+        let ((_, dst, _, _, _), _) = decode(&f);
+        servers.insert(dst);
+    }
+    assert_eq!(servers.len(), 1, "the whole /24 on one server: {servers:?}");
+}

@@ -1040,13 +1040,34 @@ impl<B: PacketBuf> Pipeline<B> {
         let Some(c) = self.flows.get(id) else {
             return self.drop_buf(io, buf, DropReason::IcmpUnhandled);
         };
-        if self
+        let method = self
             .services
             .get(c.service)
-            .map_or(true, |s| s.forward != ForwardMethod::Nat)
-        {
-            // DR/TUN servers answer clients directly: errors about their traffic are theirs.
-            return self.drop_buf(io, buf, DropReason::IcmpUnhandled);
+            .map_or(ForwardMethod::Nat, |s| s.forward);
+        match (method, dir) {
+            (ForwardMethod::Nat, _) => {}
+            (ForwardMethod::Dr | ForwardMethod::Tun, Dir::Original) => {
+                // An error about a reply the server sent the client directly (addressed to the
+                // VIP, which only rvs announces): forward it to the server as the flow's packets
+                // go, untranslated, as IPVS does, so path MTU discovery works through DR/TUN.
+                let server = c.server;
+                if let Err(r) = self.transmit_prepare(
+                    method,
+                    &mut buf,
+                    (End::Dst, server, 0),
+                    (server, 0),
+                    port,
+                ) {
+                    // Never answer an ICMP error with another (RFC 1122).
+                    self.pending_frag_needed = None;
+                    return self.drop_buf(io, buf, r);
+                }
+                self.bump(Counter::IcmpErrorsTranslated, 1);
+                return self.route_out(server, buf, now, io);
+            }
+            // Errors from a DR/TUN server's side are the server's business; full NAT's need
+            // both quoted ends rewritten, which is not done yet.
+            _ => return self.drop_buf(io, buf, DropReason::IcmpUnhandled),
         }
         let (outer, inner_end, addr, aport, to) = match dir {
             Dir::Original => (
