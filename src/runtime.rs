@@ -165,6 +165,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
             mtu: p.mtu,
             promiscuous: true,
             rss: n > 1,
+            // The key the software owner hashes use (flow::rss), so NIC and software agree.
+            rss_key: Some(crate::flow::rss::RSS_KEY),
         };
         let (port, rx, tx) = Port::start(id, &pc, &pool).map_err(ctx(format!(
             "port {} ({dev}) with {n} queue(s) (one per worker; an af_packet vdev needs qpairs={n})",

@@ -249,6 +249,7 @@ fn check_port(pool: &Mempool) {
         mtu: Some(1500),
         promiscuous: true,
         rss: true,
+        rss_key: Some(rvs::flow::rss::RSS_KEY),
     };
     let (port, mut rxq, mut txq) = Port::start(id, &cfg, pool).expect("start net_ring0");
     assert_eq!((rxq.len(), txq.len()), (1, 1));
@@ -368,6 +369,7 @@ fn check_port(pool: &Mempool) {
     let info = port1.info();
     assert_eq!((info.rx_queues, info.tx_queues), (2, 2));
     assert!(!info.rss_enabled);
+    assert!(!info.rss_key_set, "no key is programmed where RSS is off");
     assert!(info.warnings.iter().any(|w| w.contains("RSS")), "{info:?}");
     assert!(!info.mtu_set);
     drop((rxq, txq));

@@ -1432,3 +1432,135 @@ fn persistence_holds_across_workers() {
     }
     assert_eq!(servers.len(), 1, "the whole /24 on one server: {servers:?}");
 }
+
+#[test]
+fn icmp_errors_about_full_nat_flows_are_translated_both_ways() {
+    use etherparse::icmpv4::DestUnreachableHeader;
+    let text = format!(
+        "{}\n[[neighbor]]\nport = \"server\"\nip = \"198.51.100.11\"\nmac = \"02:55:00:00:00:11\"\n\
+         [[neighbor]]\nport = \"server\"\nip = \"198.51.100.12\"\nmac = \"02:55:00:00:00:12\"\n\
+         [[neighbor]]\nport = \"client\"\nip = \"203.0.113.10\"\nmac = \"02:cc:00:00:00:10\"\n",
+        CONFIG.replace("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforward = \"fnat\"\nlocal_addresses = [\"198.51.100.2\"]")
+    );
+    let mut p = pipeline_with(&text);
+    let mut io = TestIo::default();
+    let t = Instant::from_secs(1);
+    p.process(
+        0,
+        tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 45000, 80, "S"),
+        t,
+        &mut io,
+    );
+    let (_, to_server) = io.sent.pop().unwrap();
+    let ((laddr, server, lport, _, _), _) = decode(&to_server);
+    let smac = if server == Ipv4Addr::from(S1) {
+        PEER_S1
+    } else {
+        PEER_S2
+    };
+    p.process(
+        1,
+        tcp(
+            smac,
+            SERVER_MAC,
+            server.octets(),
+            laddr.octets(),
+            8080,
+            lport,
+            "SA",
+        ),
+        t,
+        &mut io,
+    );
+    let (_, to_client) = io.sent.pop().unwrap();
+    let unreach = |h| etherparse::Icmpv4Type::DestinationUnreachable(h);
+
+    // (a) From the client side about the reply: the server gets it from the local address,
+    // quoting server:8080 -> laddr:lport, as it sent it.
+    let kind = unreach(DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 });
+    p.process(
+        0,
+        icmp_error(PEER_C, CLIENT_MAC, CLIENT, VIP, kind, &to_client[14..]),
+        t,
+        &mut io,
+    );
+    let (port, f) = io.sent.pop().expect("to the server");
+    assert_eq!(port, 1);
+    let s = SlicedPacket::from_ethernet(&f).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &s.net else {
+        panic!()
+    };
+    assert_eq!(
+        (ip.header().source(), ip.header().destination()),
+        (laddr.octets(), server.octets())
+    );
+    let Some(TransportSlice::Icmpv4(icmp)) = &s.transport else {
+        panic!()
+    };
+    assert_eq!(
+        icmp.checksum(),
+        icmp.icmp_type().calc_checksum(icmp.payload())
+    );
+    let q = icmp.payload();
+    let quoted = etherparse::Ipv4HeaderSlice::from_slice(q).unwrap();
+    assert_eq!(
+        (quoted.source(), quoted.destination()),
+        (server.octets(), laddr.octets())
+    );
+    assert_eq!(
+        quoted.to_header().calc_header_checksum(),
+        quoted.header_checksum()
+    );
+    assert_eq!(
+        (
+            u16::from_be_bytes([q[20], q[21]]),
+            u16::from_be_bytes([q[22], q[23]])
+        ),
+        (8080, lport)
+    );
+
+    // (b) From the server about the request: the client gets it from the VIP, quoting
+    // client:45000 -> VIP:80, as it sent it.
+    let kind = unreach(DestUnreachableHeader::Port);
+    p.process(
+        1,
+        icmp_error(
+            smac,
+            SERVER_MAC,
+            server.octets(),
+            laddr.octets(),
+            kind,
+            &to_server[14..],
+        ),
+        t,
+        &mut io,
+    );
+    let (port, f) = io.sent.pop().expect("to the client");
+    assert_eq!(port, 0);
+    let s = SlicedPacket::from_ethernet(&f).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &s.net else {
+        panic!()
+    };
+    assert_eq!(
+        (ip.header().source(), ip.header().destination()),
+        (VIP, CLIENT)
+    );
+    let Some(TransportSlice::Icmpv4(icmp)) = &s.transport else {
+        panic!()
+    };
+    assert_eq!(
+        icmp.checksum(),
+        icmp.icmp_type().calc_checksum(icmp.payload())
+    );
+    let q = icmp.payload();
+    let quoted = etherparse::Ipv4HeaderSlice::from_slice(q).unwrap();
+    assert_eq!((quoted.source(), quoted.destination()), (CLIENT, VIP));
+    assert_eq!(
+        (
+            u16::from_be_bytes([q[20], q[21]]),
+            u16::from_be_bytes([q[22], q[23]])
+        ),
+        (45000, 80)
+    );
+    assert_eq!(counter(&p, Counter::IcmpErrorsTranslated), 2);
+}

@@ -40,6 +40,9 @@ pub struct PortConfig {
     pub promiscuous: bool,
     /// Spread flows over the rx queues with the NIC's RSS, when it has more than one.
     pub rss: bool,
+    /// The Toeplitz key to program when RSS is on and the device takes a key of this length
+    /// (`None`: the device's default key).
+    pub rss_key: Option<[u8; 40]>,
 }
 
 impl Default for PortConfig {
@@ -52,6 +55,7 @@ impl Default for PortConfig {
             mtu: None,
             promiscuous: true,
             rss: true,
+            rss_key: None,
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct PortInfo {
     pub reta_size: u16,
     /// RSS hash key size in bytes.
     pub hash_key_size: u8,
+    /// rvs's RSS key was programmed (else the device's default is in use).
+    pub rss_key_set: bool,
     /// Smallest and largest MTU the device accepts.
     pub min_mtu: u16,
     /// Smallest and largest MTU the device accepts.
@@ -295,6 +301,7 @@ impl Port {
         };
 
         let mut conf = rte_eth_conf::default();
+        let mut key = cfg.rss_key;
         if cfg.rss && cfg.rx_queues > 1 {
             let hf = rss_hash_types(dev.flow_type_rss_offloads);
             if hf == 0 {
@@ -305,6 +312,20 @@ impl Port {
             } else {
                 conf.rxmode.mq_mode = dpdk_sys::RTE_ETH_MQ_RX_RSS;
                 conf.rx_adv_conf.rss_conf.rss_key = std::ptr::null_mut();
+                match &mut key {
+                    Some(k) if usize::from(dev.hash_key_size) == k.len() => {
+                        // ethdev reads the key during rte_eth_dev_configure, while `key` lives.
+                        conf.rx_adv_conf.rss_conf.rss_key = k.as_mut_ptr();
+                        conf.rx_adv_conf.rss_conf.rss_key_len = k.len() as u8;
+                        info.rss_key_set = true;
+                    }
+                    Some(_) => info.warnings.push(format!(
+                        "{label}: the device takes a {}-byte RSS key, not 40: its default key is \
+                         used, so software and NIC hashes may differ (correct, with more handover)",
+                        dev.hash_key_size
+                    )),
+                    None => {}
+                }
                 conf.rx_adv_conf.rss_conf.rss_hf = hf;
                 // Deliver the hash in the mbuf where the device can.
                 conf.rxmode.offloads |= dev.rx_offload_capa & dpdk_sys::RVS_ETH_RX_OFFLOAD_RSS_HASH;

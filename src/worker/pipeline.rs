@@ -1021,12 +1021,15 @@ impl<B: PacketBuf> Pipeline<B> {
         handed: bool,
     ) {
         if !handed && self.sharding.workers() > 1 {
-            let client = if self.services.is_vip(q.src) {
-                q.dst
+            let owner = if self.services.is_vip(q.src) {
+                self.sharding.owner(q.dst)
+            } else if self.fnat_local.contains(&q.src) {
+                // Quoting a full-NAT request (laddr -> server): owned like the reply it would
+                // have drawn.
+                self.sharding.owner_of_reply(q.dst, q.src, q.dport, q.sport)
             } else {
-                q.src
+                self.sharding.owner(q.src)
             };
-            let owner = self.sharding.owner(client);
             if owner != self.worker {
                 return match io.handover(owner, port, buf) {
                     Ok(()) => self.bump(Counter::HandoverOut, 1),
@@ -1065,8 +1068,41 @@ impl<B: PacketBuf> Pipeline<B> {
                 self.bump(Counter::IcmpErrorsTranslated, 1);
                 return self.route_out(server, buf, now, io);
             }
-            // Errors from a DR/TUN server's side are the server's business; full NAT's need
-            // both quoted ends rewritten, which is not done yet.
+            (ForwardMethod::Fnat, _) => {
+                // Full NAT: the server knows the flow as laddr:lport <-> server:sport, the client
+                // as client:cport <-> VIP:vport. Both quoted ends and both outer ends change.
+                let (outer, inner, to) = match dir {
+                    // From the client side about a reply (VIP -> client): to the server, as if
+                    // from the local address, quoting server -> laddr.
+                    Dir::Original => (
+                        [(End::Src, c.laddr), (End::Dst, c.server)],
+                        [(End::Src, c.server, c.sport), (End::Dst, c.laddr, c.lport)],
+                        c.server,
+                    ),
+                    // From the server side about a request (laddr -> server): to the client,
+                    // from the VIP, quoting client -> VIP.
+                    Dir::Reply => (
+                        [(End::Src, c.vip), (End::Dst, c.client)],
+                        [(End::Src, c.client, c.cport), (End::Dst, c.vip, c.vport)],
+                        c.client,
+                    ),
+                };
+                let Some(ip) = buf.data_mut().get_mut(ETH_LEN..) else {
+                    return self.drop_buf(io, buf, DropReason::Truncated);
+                };
+                return match icmp::translate_ends(ip, &outer, &inner) {
+                    Ok(()) => {
+                        self.bump(Counter::IcmpErrorsTranslated, 1);
+                        self.route_out(to, buf, now, io)
+                    }
+                    Err(icmp::QuoteError::TtlExceeded) => {
+                        self.drop_buf(io, buf, DropReason::TtlExceeded)
+                    }
+                    Err(_) => self.drop_buf(io, buf, DropReason::IcmpUnhandled),
+                };
+            }
+            // Errors from a DR/TUN server's side are the server's business (it talks to the
+            // client directly).
             _ => return self.drop_buf(io, buf, DropReason::IcmpUnhandled),
         }
         let (outer, inner_end, addr, aport, to) = match dir {

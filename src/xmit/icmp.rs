@@ -243,6 +243,20 @@ pub fn translate(
     inner_addr: Ipv4Addr,
     inner_port: u16,
 ) -> Result<(), QuoteError> {
+    let outer: &[(End, Ipv4Addr)] = match &outer {
+        Some(o) => std::slice::from_ref(o),
+        None => &[],
+    };
+    translate_ends(ip, outer, &[(inner_end, inner_addr, inner_port)])
+}
+
+/// [`translate`] for several ends at once (full NAT rewrites both ends of the quoted datagram
+/// and of the outer header), with one TTL decrement.
+pub fn translate_ends(
+    ip: &mut [u8],
+    outer: &[(End, Ipv4Addr)],
+    inner: &[(End, Ipv4Addr, u16)],
+) -> Result<(), QuoteError> {
     let q = quoted_flow(ip)?;
     let ttl = Ipv4Packet::new_unchecked(&*ip).ttl();
     if ttl <= 1 {
@@ -253,52 +267,54 @@ pub fn translate(
         .ok_or(QuoteError::Malformed)?;
     let mut icmp_ck = Icmpv4Packet::new_unchecked(&*msg).checksum();
 
-    // The quoted IP header: one address, and its header checksum.
-    let quote = msg
-        .get_mut(ICMP_HEADER_LEN..)
-        .ok_or(QuoteError::Truncated)?;
-    let mut inner = Ipv4Packet::new_checked_quoted(quote).map_err(|_| QuoteError::Malformed)?;
-    let old_addr = match inner_end {
-        End::Src => inner.src_addr(),
-        End::Dst => inner.dst_addr(),
-    };
-    let old_ip_ck = inner.checksum();
-    let new_ip_ck = checksum::update_addr(old_ip_ck, old_addr, inner_addr);
-    match inner_end {
-        End::Src => inner.set_src_addr(inner_addr),
-        End::Dst => inner.set_dst_addr(inner_addr),
-    }
-    inner.set_checksum(new_ip_ck);
-    icmp_ck = checksum::update_addr(icmp_ck, old_addr, inner_addr);
-    icmp_ck = checksum::update16(icmp_ck, old_ip_ck, new_ip_ck);
+    for &(inner_end, inner_addr, inner_port) in inner {
+        // The quoted IP header: one address, and its header checksum.
+        let quote = msg
+            .get_mut(ICMP_HEADER_LEN..)
+            .ok_or(QuoteError::Truncated)?;
+        let mut inner = Ipv4Packet::new_checked_quoted(quote).map_err(|_| QuoteError::Malformed)?;
+        let old_addr = match inner_end {
+            End::Src => inner.src_addr(),
+            End::Dst => inner.dst_addr(),
+        };
+        let old_ip_ck = inner.checksum();
+        let new_ip_ck = checksum::update_addr(old_ip_ck, old_addr, inner_addr);
+        match inner_end {
+            End::Src => inner.set_src_addr(inner_addr),
+            End::Dst => inner.set_dst_addr(inner_addr),
+        }
+        inner.set_checksum(new_ip_ck);
+        icmp_ck = checksum::update_addr(icmp_ck, old_addr, inner_addr);
+        icmp_ck = checksum::update16(icmp_ck, old_ip_ck, new_ip_ck);
 
-    // The quoted L4 header: one port, and the checksum when the quote reaches it. The checksum
-    // covers the pseudo-header, so the address change goes into it too.
-    let proto = inner.protocol();
-    let l4 = inner.payload_mut();
-    let port_at = match inner_end {
-        End::Src => 0,
-        End::Dst => 2,
-    };
-    let old_port = read16(l4, port_at).ok_or(QuoteError::Truncated)?;
-    write16(l4, port_at, inner_port);
-    icmp_ck = checksum::update16(icmp_ck, old_port, inner_port);
+        // The quoted L4 header: one port, and the checksum when the quote reaches it. The checksum
+        // covers the pseudo-header, so the address change goes into it too.
+        let proto = inner.protocol();
+        let l4 = inner.payload_mut();
+        let port_at = match inner_end {
+            End::Src => 0,
+            End::Dst => 2,
+        };
+        let old_port = read16(l4, port_at).ok_or(QuoteError::Truncated)?;
+        write16(l4, port_at, inner_port);
+        icmp_ck = checksum::update16(icmp_ck, old_port, inner_port);
 
-    let ck_at = if proto == ipproto::TCP {
-        TCP_CHECKSUM_AT
-    } else {
-        UDP_CHECKSUM_AT
-    };
-    if let Some(old_l4_ck) = read16(l4, ck_at) {
-        // A zero UDP checksum means "none" and stays zero; a computed zero is sent as 0xffff.
-        if proto == ipproto::TCP || old_l4_ck != 0 {
-            let mut ck = checksum::update_addr(old_l4_ck, old_addr, inner_addr);
-            ck = checksum::update16(ck, old_port, inner_port);
-            if proto == ipproto::UDP && ck == 0 {
-                ck = 0xffff;
+        let ck_at = if proto == ipproto::TCP {
+            TCP_CHECKSUM_AT
+        } else {
+            UDP_CHECKSUM_AT
+        };
+        if let Some(old_l4_ck) = read16(l4, ck_at) {
+            // A zero UDP checksum means "none" and stays zero; a computed zero is sent as 0xffff.
+            if proto == ipproto::TCP || old_l4_ck != 0 {
+                let mut ck = checksum::update_addr(old_l4_ck, old_addr, inner_addr);
+                ck = checksum::update16(ck, old_port, inner_port);
+                if proto == ipproto::UDP && ck == 0 {
+                    ck = 0xffff;
+                }
+                write16(l4, ck_at, ck);
+                icmp_ck = checksum::update16(icmp_ck, old_l4_ck, ck);
             }
-            write16(l4, ck_at, ck);
-            icmp_ck = checksum::update16(icmp_ck, old_l4_ck, ck);
         }
     }
     Icmpv4Packet::new_unchecked(&mut *msg).set_checksum(icmp_ck);
@@ -307,7 +323,7 @@ pub fn translate(
     // ICMP has no pseudo-header, so the ICMP checksum does not see these.
     let mut pkt = Ipv4Packet::new_unchecked(ip);
     let mut ck = pkt.checksum();
-    if let Some((end, addr)) = outer {
+    for &(end, addr) in outer {
         let old = match end {
             End::Src => pkt.src_addr(),
             End::Dst => pkt.dst_addr(),
@@ -337,7 +353,7 @@ mod tests {
 
     const CLIENT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
     const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
-    const SERVER: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 11);
+    const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 11);
     const ROUTER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
     const CPORT: u16 = 40000;
     const VPORT: u16 = 80;

@@ -252,8 +252,8 @@ mod tests {
     const RVS_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
     const CLIENT: [u8; 4] = [192, 0, 2, 10];
     const VIP: [u8; 4] = [198, 51, 100, 80];
-    const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
-    const SERVER: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 11);
+    const LOCAL: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+    const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 11);
 
     fn tcp_frame(payload_len: usize) -> Vec<u8> {
         let mut out = Vec::new();
@@ -718,8 +718,8 @@ mod tests {
         // Frame 1: two IP layers, the outer carrying IPIP, the inner TCP to port 80.
         let t = &lines[0];
         assert_eq!(t[0], "4,6", "{stdout}");
-        assert_eq!(t[1], "10.1.0.1,192.0.2.10", "{stdout}");
-        assert_eq!(t[2], "10.2.0.11,198.51.100.80", "{stdout}");
+        assert_eq!(t[1], "198.51.100.1,192.0.2.10", "{stdout}");
+        assert_eq!(t[2], "198.51.100.11,198.51.100.80", "{stdout}");
         assert_eq!(t[3], "80", "{stdout}");
         assert_eq!(t[4], "1,1", "both IP checksums good (1): {stdout}");
         assert_eq!(t[9], "", "no expert warnings: {stdout}");
