@@ -37,7 +37,7 @@ step "tier pure: unit, pipeline, wire fuzz, cli"
 cargo test "${FEATURES[@]}" --workspace --lib --bins --test pipeline --test wire_fuzz --test cli
 
 step "tier dpdk: net_ring and net_pcap vdevs"
-cargo test "${FEATURES[@]}" --test dpdk_vdev --test pcap_tier -- --test-threads=1
+cargo test "${FEATURES[@]}" --test dpdk_vdev --test pcap_tier --test runtime_vdev -- --test-threads=1
 
 step "tier lab: network namespaces with kernel peers"
 cargo test "${FEATURES[@]}" --test lab_tier --test lab_dr -- --test-threads=1

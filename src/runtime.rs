@@ -150,16 +150,23 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
     // queues[w] = (rx queues, tx queues) of worker w, one per port in config order.
     let mut queues: Vec<(Vec<RxQueue>, Vec<TxQueue>)> =
         (0..n).map(|_| (Vec::new(), Vec::new())).collect();
-    let mut macs = Vec::new();
+        let mut macs = Vec::new();
+    // The slow path's TX queue of each port that has one: reserved here for the FTP helper's
+    // core, kept (unused by workers) until the ports close.
+    let mut slow_tx: Vec<TxQueue> = Vec::new();
     for p in &cfg.ports {
         let dev = p.device_name();
         let id = Port::find(dev).map_err(ctx(format!(
             "port {}: no DPDK device `{dev}` (is the vdev spelled right, does its interface exist in this network namespace, is the NIC bound to vfio-pci?)",
             p.name
         )))?;
+                // One TX queue per worker, plus one for the slow path where the device has a spare
+        // (real NICs do; af_packet's qpairs and net_pcap's files give exactly what was asked).
+        let max_tx = Port::max_queues(id).map(|(_, tx)| usize::from(tx)).unwrap_or(n);
+        let spare = usize::from(max_tx > n);
         let pc = PortConfig {
             rx_queues: n as u16,
-            tx_queues: n as u16,
+            tx_queues: (n + spare) as u16,
             rx_desc: p.rx_desc,
             tx_desc: p.tx_desc,
             mtu: p.mtu,
@@ -168,10 +175,15 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
             // The key the software owner hashes use (flow::rss), so NIC and software agree.
             rss_key: Some(crate::flow::rss::RSS_KEY),
         };
-        let (port, rx, tx) = Port::start(id, &pc, &pool).map_err(ctx(format!(
+                let (port, rx, mut tx) = Port::start(id, &pc, &pool).map_err(ctx(format!(
             "port {} ({dev}) with {n} queue(s) (one per worker; an af_packet vdev needs qpairs={n})",
             p.name
         )))?;
+                if spare == 1 {
+            if let Some(q) = tx.pop() {
+                slow_tx.push(q);
+            }
+        }
         if rx.len() != n || tx.len() != n {
             return Err(RunError(format!(
                 "port {}: asked for {n} queues, the device gave {} rx and {} tx",
@@ -189,7 +201,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
         let link = port.link();
         let info = port.info();
         println!(
-            "rvs: port {} = {} (dpdk port {}, {}), mac {}, link {} {} Mb/s, {} queue(s), rss {}",
+                        "rvs: port {} = {} (dpdk port {}, {}), mac {}, link {} {} Mb/s, {} queue(s), rss {}, slow-path tx queue {}",
             p.name,
             dev,
             port.id(),
@@ -198,10 +210,15 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
             if link.up { "up" } else { "down" },
             link.speed_mbps,
             n,
-            if info.rss_enabled {
+                        if info.rss_enabled {
                 "on"
             } else {
                 "off (software ownership only)"
+            },
+            if spare == 1 {
+                format!("{n} (reserved)")
+            } else {
+                format!("none (the device has {max_tx} tx queues)")
             }
         );
         for w in &info.warnings {
@@ -294,7 +311,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
         write_stats_file(path, cfg, &fin, &ports, started.elapsed(), true);
     }
     let _ = std::io::stdout().flush();
-    drop(mail);
+        drop(mail);
+    drop(slow_tx);
     drop(ports);
     drop(pool);
     drop(eal);

@@ -248,6 +248,14 @@ impl Port {
         Port::find(name)
     }
 
+    /// The most RX and TX queues device `port_id` supports (read before starting it, to decide
+    /// how many to ask for).
+    pub fn max_queues(port_id: u16) -> Result<(u16, u16)> {
+        check_port(port_id, "max_queues")?;
+        let d = dev_info(port_id)?;
+        Ok((d.max_rx_queues, d.max_tx_queues))
+    }
+
     /// Number of usable ports.
     pub fn count() -> u16 {
         // SAFETY: reads ethdev's port table.
