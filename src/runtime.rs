@@ -150,7 +150,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
     // queues[w] = (rx queues, tx queues) of worker w, one per port in config order.
     let mut queues: Vec<(Vec<RxQueue>, Vec<TxQueue>)> =
         (0..n).map(|_| (Vec::new(), Vec::new())).collect();
-        let mut macs = Vec::new();
+    let mut macs = Vec::new();
     // The slow path's TX queue of each port that has one: reserved here for the FTP helper's
     // core, kept (unused by workers) until the ports close.
     let mut slow_tx: Vec<TxQueue> = Vec::new();
@@ -160,9 +160,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
             "port {}: no DPDK device `{dev}` (is the vdev spelled right, does its interface exist in this network namespace, is the NIC bound to vfio-pci?)",
             p.name
         )))?;
-                // One TX queue per worker, plus one for the slow path where the device has a spare
+        // One TX queue per worker, plus one for the slow path where the device has a spare
         // (real NICs do; af_packet's qpairs and net_pcap's files give exactly what was asked).
-        let max_tx = Port::max_queues(id).map(|(_, tx)| usize::from(tx)).unwrap_or(n);
+        let max_tx = Port::max_queues(id)
+            .map(|(_, tx)| usize::from(tx))
+            .unwrap_or(n);
         let spare = usize::from(max_tx > n);
         let pc = PortConfig {
             rx_queues: n as u16,
@@ -175,11 +177,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
             // The key the software owner hashes use (flow::rss), so NIC and software agree.
             rss_key: Some(crate::flow::rss::RSS_KEY),
         };
-                let (port, rx, mut tx) = Port::start(id, &pc, &pool).map_err(ctx(format!(
+        let (port, rx, mut tx) = Port::start(id, &pc, &pool).map_err(ctx(format!(
             "port {} ({dev}) with {n} queue(s) (one per worker; an af_packet vdev needs qpairs={n})",
             p.name
         )))?;
-                if spare == 1 {
+        if spare == 1 {
             if let Some(q) = tx.pop() {
                 slow_tx.push(q);
             }
@@ -311,7 +313,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
         write_stats_file(path, cfg, &fin, &ports, started.elapsed(), true);
     }
     let _ = std::io::stdout().flush();
-        drop(mail);
+    drop(mail);
     drop(slow_tx);
     drop(ports);
     drop(pool);

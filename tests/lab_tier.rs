@@ -35,11 +35,38 @@ fn nat_lab_two_workers_hand_over() {
     assert_handed_over(&nat_lab(2));
 }
 
+/// The schedulers the main run does not use (it uses wrr and rr), and their VIP ports.
+const SCHEDULERS: [(&str, u16); 6] = [
+    ("lc", 8082),
+    ("wlc", 8083),
+    ("sed", 8084),
+    ("nq", 8085),
+    ("sh", 8086),
+    ("mh", 8087),
+];
+
 /// Runs the lab with `workers` workers, checks everything, and returns rvs's final stats.
 fn nat_lab(workers: usize) -> Value {
     let mut lab = Lab::up(LAB, None, &format!("tier-{workers}"));
     // The lab's config with a file prefix and stats interval of our own.
     let cfg = lab::config("lab.toml", "rvs-lab", "rvs-lab-tier", workers);
+    // Every other IPVS scheduler gets a service of its own, so each runs on 1 and 2 workers. They
+    // are full NAT, each with its own local address: several NAT services sending to the same
+    // server:port would make a reused client port ambiguous in replies (rvs refuses such a
+    // flow as `flow_conflict` rather than guess).
+    let cfg = cfg
+        + &SCHEDULERS
+            .iter()
+            .enumerate()
+            .map(|(i, (name, port))| {
+                let laddr = 3 + i;
+                format!(
+                    "\n[[service]]\nname = \"sched-{name}\"\nprotocol = \"tcp\"\nvip = \"203.0.113.100\"\n\
+                     port = {port}\nscheduler = \"{name}\"\nforward = \"fnat\"\nlocal_addresses = [\"198.51.100.{laddr}\"]\n\n[[service.server]]\naddress = \"198.51.100.11\"\n\
+                     port = 8080\nweight = 2\n\n[[service.server]]\naddress = \"198.51.100.12\"\nport = 8080\n"
+                )
+            })
+            .collect::<String>();
     let paths = lab.start_rvs(&cfg);
 
     // ARP: the client forgets everything, then must learn the VIP's MAC from rvs.
@@ -72,6 +99,36 @@ fn nat_lab(workers: usize) -> Value {
     let f1 = fnat["tcp"]["by_server"]["srv1"].as_u64().unwrap();
     assert!((45..=55).contains(&f1), "fnat rr split {f1}/{}", 100 - f1);
 
+    // The other schedulers: 40 connections each, all answered. The connection-counting ones
+    // must use both servers (closed flows linger as inactive, which they weigh); sh and mh hash
+    // the 8 client addresses, which may all land on one server.
+    let mut sched_runs = Vec::new();
+    for (name, port) in SCHEDULERS {
+        let laddr = format!("198.51.100.{}", 3 + sched_runs.len());
+        let r = lab.client(&[
+            "--vip",
+            "203.0.113.100",
+            "--tcp-port",
+            &port.to_string(),
+            "--count",
+            "40",
+            "--proto",
+            "tcp",
+            "--seen-from",
+            &laddr,
+        ]);
+        assert_eq!(r["tcp"]["ok"], 40, "{name}: {r}");
+        if !matches!(name, "sh" | "mh") {
+            for srv in ["srv1", "srv2"] {
+                assert!(
+                    r["tcp"]["by_server"][srv].as_u64().unwrap() > 0,
+                    "{name} never used {srv}: {r}"
+                );
+            }
+        }
+        sched_runs.push((name, r));
+    }
+
     // rvs's own counters agree with what the client saw (wait for a fresh publication).
     std::thread::sleep(Duration::from_millis(2500));
     let s = lab.stats();
@@ -82,6 +139,17 @@ fn nat_lab(workers: usize) -> Value {
         s["services"][2]
     );
     assert_main_run_stats(&s, &run);
+    for (i, (name, r)) in sched_runs.iter().enumerate() {
+        let svc = &s["services"][3 + i];
+        assert_eq!(svc["name"], format!("sched-{name}"));
+        assert_eq!(svc["counters"]["conns"], 40, "{svc}");
+        for (k, srv) in ["srv1", "srv2"].iter().enumerate() {
+            assert_eq!(
+                svc["servers"][k]["counters"]["conns"], r["tcp"]["by_server"][*srv],
+                "{name}: {svc}"
+            );
+        }
+    }
     // Every UDP exchange is one datagram each way.
     assert_eq!(
         s["services"][1]["counters"]["pkts_out"].as_u64().unwrap(),
@@ -90,8 +158,8 @@ fn nat_lab(workers: usize) -> Value {
     let c = &s["counters"];
     assert!(c["icmp_echo_replies"].as_u64().unwrap() >= 3, "{c}");
     assert!(c["arp_replies_sent"].as_u64().unwrap() >= 1, "{c}");
-    // Port addresses (2), the VIP, and the full-NAT local address.
-    assert_eq!(c["garp_sent"].as_u64().unwrap(), 4, "{c}");
+    // Port addresses (2), the VIP, and the 7 full-NAT local addresses.
+    assert_eq!(c["garp_sent"].as_u64().unwrap(), 10, "{c}");
     assert_eq!(drops_total(&s), 0, "unexpected drops: {}", s["drops"]);
     // Drain srv1 at run time: weight 0 in the file, SIGHUP. Every new connection, on every
     // worker, must then go to srv2.
