@@ -11,8 +11,9 @@
 //! Each `#[test]` then checks one behaviour of that run. A second run, with two workers and two
 //! queues per port, serves the `mw_*` tests: the test puts each frame on the queue it chooses
 //! and checks handover between workers (see "The two-worker run" below for its layout and
-//! ordering argument). A third run, one worker with a DR, a TUN and a NAT service on one VIP,
-//! serves the `fwd_*` tests: DR and TUN output, "fragmentation needed" for datagrams too big
+//! ordering argument). A third run, two workers with a DR, a TUN and a NAT service on one VIP,
+//! serves the `fwd_*` tests (every input frame on worker 0's queues; the DR and TUN flows belong
+//! to worker 1, so they are handed over and leave on worker 1's tx queues): DR and TUN output, "fragmentation needed" for datagrams too big
 //! for the tunnel, replies refused for DR/TUN flows, ICMP errors translated for NAT flows. Its
 //! output is also decoded by `tshark` (Wireshark's dissectors, an independent decoder), which
 //! must be installed (`scripts/deps.sh` does it).
@@ -2033,20 +2034,37 @@ fn mw_output_is_exactly_what_is_expected() {
 }
 
 // =============================================================================================
-// The forwarding-methods run: one worker, three services on the VIP, one per forwarding method
-// (`dr` on port 80, `tun` on 443, `nat` on 8000), and the server port's MTU set to 1400 so that
-// the tunnel's 20 bytes make a "too big" datagram cheap. TUN output is also read by tshark, an
+// The forwarding-methods run: two workers (`[workers] count = 2`, as the tier's issue requires
+// of every forwarding method), three services on the VIP, one per forwarding method (`dr` on
+// port 80, `tun` on 443, `nat` on 8000), and the server port's MTU set to 1400 so that the
+// tunnel's 20 bytes make a "too big" datagram cheap. TUN output is also read by tshark, an
 // independent decoder, as the tier's issue requires.
 //
-// Ordering, as in the single-worker run: every flow-opening frame is among the first seven of
-// the client file, and every server-side frame follows `FWD_FILLERS` (> one burst) frames for
-// another MAC, so it is read at least one loop iteration after the flows exist. The client-side
-// ICMP error (case a) quotes the SYN-ACK as rvs sent it, so it must come after that SYN-ACK: it
-// sits behind `FWD_CLIENT_FILLERS` more frames for another MAC at index >= 64, i.e. in the
-// client port's third burst or later, while the SYN-ACK is in the server port's second burst
-// (indices 32..63) and the worker reads the client port before the server port in each
-// iteration. If bursts ever came back shorter, case (a) would still find the flow (the SYN is
-// earlier in the same file); only the realism of the order would suffer.
+// Queues, as in the two-worker run: each port has two rx pcaps and two tx pcaps, worker w reads
+// rx queue w and sends on tx queue w. Every input frame is in the queue-0 files
+// ("client-in-0.pcap", "server-in-0.pcap"); the queue-1 rx files are empty. The NAT flow's
+// client (`CLIENT`) is owned by worker 0, so that flow and its ICMP errors stay on worker 0
+// exactly as in a one-worker run. The DR and TUN client (`FWD_W1_CLIENT`) is owned by worker 1:
+// worker 0 hands each of its frames (and the servers' refused replies to it) over, and worker 1
+// forwards them out of its own tx queues, so DR and TUN output is in "server-out-1.pcap" and
+// the "fragmentation needed" in "client-out-1.pcap".
+//
+// Ordering on worker 0, as in the single-worker run: every flow-opening frame is among the
+// first eight of the client file, and every server-side frame follows `FWD_FILLERS` (> one
+// burst) frames for another MAC, so it is read at least one loop iteration after the flows
+// exist. The client-side ICMP error (case a) quotes the SYN-ACK as rvs sent it, so it must come
+// after that SYN-ACK: it sits behind `FWD_CLIENT_FILLERS` more frames for another MAC at index
+// >= 64, i.e. in the client port's third burst or later, while the SYN-ACK is in the server
+// port's second burst (indices 32..63) and the worker reads the client port before the server
+// port in each iteration. If bursts ever came back shorter, case (a) would still find the flow
+// (the SYN is earlier in the same file); only the realism of the order would suffer.
+//
+// Ordering on worker 1: everything it sees comes through its handover inbox, a FIFO whose only
+// producer here is worker 0. Worker 0 hands the DR and TUN client frames over in the iteration
+// that reads its first client burst, and the refused replies in a later one (they follow the
+// fillers in the server file), so worker 1 has made both flows before it looks at any reply,
+// however the threads are scheduled. Were it otherwise, a reply would find no flow and be
+// dropped as `no_service`, not `unexpected_reply`, and the exact drop check would say so.
 
 const FWD_SERVER_MTU: u16 = 1400;
 /// The tunnel MTU a "fragmentation needed" advertises: the link MTU minus the outer header.
@@ -2056,6 +2074,12 @@ const FWD_CLIENT_FILLERS: u16 = 60;
 /// A router on the client side: the source of the client-side ICMP error (case a).
 const CLIENT_ROUTER: Ip = [203, 0, 113, 254];
 const CLIENT_ROUTER_MAC: Mac = [0x02, 0, 0, 0, 0, 0xfe];
+/// The client of the DR and TUN flows, owned by worker 1 (checked in `fwd_scenario`).
+const FWD_W1_CLIENT: Ip = [203, 0, 113, 4];
+const FWD_W1_CLIENT_MAC: Mac = [0x02, 0, 0, 0, 0, 0x04];
+/// Frames worker 0 hands over to worker 1: the DR SYN and data segment, the five TUN datagrams
+/// and the three refused DR/TUN replies (all to `FWD_W1_CLIENT`).
+const FWD_HANDOVERS: u64 = 2 + 5 + 3;
 
 const DR_VPORT: u16 = 80;
 const TUN_VPORT: u16 = 443;
@@ -2094,10 +2118,18 @@ const CODE_FRAG_NEEDED: u8 = 4;
 const PROTO_IPIP: u8 = 4;
 
 const FWD_SERVICES: &str = r#"
+[workers]
+count = 2
+
 [[neighbor]]
 port = "client"
 ip = "203.0.113.2"
 mac = "02:00:00:00:00:02"
+
+[[neighbor]]
+port = "client"
+ip = "203.0.113.4"
+mac = "02:00:00:00:00:04"
 
 [[neighbor]]
 port = "server"
@@ -2185,13 +2217,13 @@ fn icmp_msg(msg_type: u8, code: u8, rest: u32, quote: &[u8]) -> Vec<u8> {
 
 /// The client's datagrams of the forwarding-methods run, as IPv4 (the frames wrap them).
 fn dr_syn() -> Vec<u8> {
-    let seg = tcp(CLIENT, VIP, DR_CPORT, DR_VPORT, FWD_ISN, 0, SYN);
-    with_df(ipv4(CLIENT, VIP, PROTO_TCP, DR_TTL, ID_DR_SYN, &seg))
+    let seg = tcp(FWD_W1_CLIENT, VIP, DR_CPORT, DR_VPORT, FWD_ISN, 0, SYN);
+    with_df(ipv4(FWD_W1_CLIENT, VIP, PROTO_TCP, DR_TTL, ID_DR_SYN, &seg))
 }
 
 fn dr_data() -> Vec<u8> {
     let seg = tcp_with(
-        CLIENT,
+        FWD_W1_CLIENT,
         VIP,
         DR_CPORT,
         DR_VPORT,
@@ -2201,14 +2233,14 @@ fn dr_data() -> Vec<u8> {
         b"GET / HTTP/1.0\r\n\r\n",
     );
     // Without DF: DR copies nothing, so the flag must simply survive as it is.
-    ipv4(CLIENT, VIP, PROTO_TCP, 9, ID_DR_DATA, &seg)
+    ipv4(FWD_W1_CLIENT, VIP, PROTO_TCP, 9, ID_DR_DATA, &seg)
 }
 
 /// A TUN segment of the established flow, `total` bytes of IPv4 in all.
 fn tun_segment(id: u16, total: usize, df: bool) -> Vec<u8> {
     let payload: Vec<u8> = (0..total - 40).map(|i| i as u8).collect();
     let seg = tcp_with(
-        CLIENT,
+        FWD_W1_CLIENT,
         VIP,
         TUN_CPORT,
         TUN_VPORT,
@@ -2217,7 +2249,7 @@ fn tun_segment(id: u16, total: usize, df: bool) -> Vec<u8> {
         ACK,
         &payload,
     );
-    let d = ipv4(CLIENT, VIP, PROTO_TCP, TUN_TTL, id, &seg);
+    let d = ipv4(FWD_W1_CLIENT, VIP, PROTO_TCP, TUN_TTL, id, &seg);
     assert_eq!(d.len(), total);
     if df {
         with_df(d)
@@ -2230,12 +2262,19 @@ fn tun_segment(id: u16, total: usize, df: bool) -> Vec<u8> {
 /// (its outer header must not get DF); one of exactly MTU - 20 bytes (outer = MTU: fits); one
 /// byte more with DF (frag-needed) and without (silently too big).
 fn tun_datagrams() -> Vec<(u16, Vec<u8>)> {
-    let seg = tcp(CLIENT, VIP, TUN_CPORT, TUN_VPORT, FWD_ISN, 0, SYN);
+    let seg = tcp(FWD_W1_CLIENT, VIP, TUN_CPORT, TUN_VPORT, FWD_ISN, 0, SYN);
     let mtu = usize::from(FWD_TUN_MTU);
     vec![
         (
             ID_TUN_SYN,
-            with_df(ipv4(CLIENT, VIP, PROTO_TCP, TUN_TTL, ID_TUN_SYN, &seg)),
+            with_df(ipv4(
+                FWD_W1_CLIENT,
+                VIP,
+                PROTO_TCP,
+                TUN_TTL,
+                ID_TUN_SYN,
+                &seg,
+            )),
         ),
         (ID_TUN_NODF, tun_segment(ID_TUN_NODF, 100, false)),
         (ID_TUN_FIT, tun_segment(ID_TUN_FIT, mtu, true)),
@@ -2334,15 +2373,29 @@ fn filler(id: u16, src_mac: Mac) -> Vec<u8> {
     )
 }
 
+/// Input frames of the forwarding-methods run: all of them on queue 0 of their port (the
+/// queue-1 rx files are empty).
 struct FwdScenario {
     client_in: Vec<Vec<u8>>,
     server_in: Vec<Vec<u8>>,
 }
 
 fn fwd_scenario() -> FwdScenario {
+    let sharding = rvs::flow::rss::Sharding::new(2, 32);
+    assert_eq!(
+        sharding.owner(Ipv4Addr::from(FWD_W1_CLIENT)),
+        1,
+        "the DR and TUN client must be worker 1's (Toeplitz sharding changed?)"
+    );
+    assert_eq!(
+        sharding.owner(Ipv4Addr::from(CLIENT)),
+        0,
+        "the NAT client must be worker 0's"
+    );
     let from_client = |d: Vec<u8>| eth(CLIENT_PORT_MAC, CLIENT_MAC, ETH_IPV4, &d);
-    let mut c = vec![from_client(dr_syn()), from_client(dr_data())];
-    c.extend(tun_datagrams().into_iter().map(|(_, d)| from_client(d)));
+    let from_w1_client = |d: Vec<u8>| eth(CLIENT_PORT_MAC, FWD_W1_CLIENT_MAC, ETH_IPV4, &d);
+    let mut c = vec![from_w1_client(dr_syn()), from_w1_client(dr_data())];
+    c.extend(tun_datagrams().into_iter().map(|(_, d)| from_w1_client(d)));
     c.push(from_client(nat_syn(false)));
     assert_eq!(c.len(), 8, "every flow-opening frame in the first burst");
     for i in 0..FWD_CLIENT_FILLERS {
@@ -2360,14 +2413,14 @@ fn fwd_scenario() -> FwdScenario {
     let reply = |src: Ip, sport: u16, cport: u16, id: u16| {
         let seg = tcp(
             src,
-            CLIENT,
+            FWD_W1_CLIENT,
             sport,
             cport,
             FWD_SERVER_ISN,
             FWD_ISN + 1,
             SYN | ACK,
         );
-        ipv4(src, CLIENT, PROTO_TCP, 64, id, &seg)
+        ipv4(src, FWD_W1_CLIENT, PROTO_TCP, 64, id, &seg)
     };
     s.push(from(
         SRV11_MAC,
@@ -2473,11 +2526,12 @@ fn tshark(path: &Path) -> Result<Vec<Decoded>, String> {
 
 struct FwdOutcome {
     scenario: FwdScenario,
-    client_out: Vec<Vec<u8>>,
-    server_out: Vec<Vec<u8>>,
-    /// tshark's reading of `client_out` and `server_out`, frame for frame.
-    client_tshark: Vec<Decoded>,
-    server_tshark: Vec<Decoded>,
+    /// What worker w sent out of each port (its tx queue w): `client_out[w]`, `server_out[w]`.
+    client_out: [Vec<Vec<u8>>; 2],
+    server_out: [Vec<Vec<u8>>; 2],
+    /// tshark's reading of each of those files, frame for frame.
+    client_tshark: [Vec<Decoded>; 2],
+    server_tshark: [Vec<Decoded>; 2],
     stats: Value,
     stdout: String,
 }
@@ -2485,6 +2539,15 @@ struct FwdOutcome {
 impl Run {
     fn fwd_config(&self) -> String {
         let p = |n: &str| self.path(n).display().to_string();
+        let vdev = |n: usize, side: &str| {
+            format!(
+                "net_pcap{n},rx_pcap={},rx_pcap={},tx_pcap={},tx_pcap={}",
+                p(&format!("{side}-in-0.pcap")),
+                p(&format!("{side}-in-1.pcap")),
+                p(&format!("{side}-out-0.pcap")),
+                p(&format!("{side}-out-1.pcap")),
+            )
+        };
         format!(
             r#"[eal]
 args = ["-l", "0-1", "--no-huge", "-m", "256", "--file-prefix", "{prefix}", "--log-level", "*:warning"]
@@ -2494,42 +2557,65 @@ interval_secs = 1
 
 [[port]]
 name = "client"
-vdev = "net_pcap0,rx_pcap={ci},tx_pcap={co}"
+vdev = "{cv}"
 address = "203.0.113.1/24"
 
 [[port]]
 name = "server"
-vdev = "net_pcap1,rx_pcap={si},tx_pcap={so}"
+vdev = "{sv}"
 address = "198.51.100.1/24"
 mtu = {FWD_SERVER_MTU}
 {FWD_SERVICES}"#,
             prefix = self.prefix,
-            ci = p("client-in.pcap"),
-            co = p("client-out.pcap"),
-            si = p("server-in.pcap"),
-            so = p("server-out.pcap"),
+            cv = vdev(0, "client"),
+            sv = vdev(1, "server"),
         )
     }
 
     fn execute_fwd(mut self, sc: FwdScenario) -> Result<FwdOutcome, String> {
-        pcap::write(&self.path("client-in.pcap"), &sc.client_in).unwrap();
-        pcap::write(&self.path("server-in.pcap"), &sc.server_in).unwrap();
+        // Every input frame on queue 0; the queue-1 rx files hold only the global header.
+        pcap::write(&self.path("client-in-0.pcap"), &sc.client_in).unwrap();
+        pcap::write(&self.path("server-in-0.pcap"), &sc.server_in).unwrap();
+        pcap::write(&self.path("client-in-1.pcap"), &[]).unwrap();
+        pcap::write(&self.path("server-in-1.pcap"), &[]).unwrap();
         std::fs::write(self.path("rvs.toml"), self.fwd_config()).unwrap();
         let expected_rx = (sc.client_in.len() + sc.server_in.len()) as u64;
         let (stats, stdout) = self.run_to_completion(expected_rx)?;
+        for name in ["client", "server"] {
+            let line = stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("rvs: port {name} = ")))
+                .unwrap_or_default();
+            if !line.contains(", 2 queue(s),") {
+                return Err(format!(
+                    "port {name}: not 2 queues: {line}\n{}",
+                    self.logs()
+                ));
+            }
+        }
         let read = |n: &str| pcap::read(&self.path(n)).map_err(|e| format!("{n}: {e}"));
-        let client_out = read("client-out.pcap")?;
-        let server_out = read("server-out.pcap")?;
-        let client_tshark = tshark(&self.path("client-out.pcap"))?;
-        let server_tshark = tshark(&self.path("server-out.pcap"))?;
-        if client_tshark.len() != client_out.len() || server_tshark.len() != server_out.len() {
-            return Err(format!(
-                "tshark read {}+{} frames, the pcap reader {}+{}",
-                client_tshark.len(),
-                server_tshark.len(),
-                client_out.len(),
-                server_out.len()
-            ));
+        let client_out = [read("client-out-0.pcap")?, read("client-out-1.pcap")?];
+        let server_out = [read("server-out-0.pcap")?, read("server-out-1.pcap")?];
+        let client_tshark = [
+            tshark(&self.path("client-out-0.pcap"))?,
+            tshark(&self.path("client-out-1.pcap"))?,
+        ];
+        let server_tshark = [
+            tshark(&self.path("server-out-0.pcap"))?,
+            tshark(&self.path("server-out-1.pcap"))?,
+        ];
+        for q in 0..2 {
+            if client_tshark[q].len() != client_out[q].len()
+                || server_tshark[q].len() != server_out[q].len()
+            {
+                return Err(format!(
+                    "queue {q}: tshark read {}+{} frames, the pcap reader {}+{}",
+                    client_tshark[q].len(),
+                    server_tshark[q].len(),
+                    client_out[q].len(),
+                    server_out[q].len()
+                ));
+            }
         }
         Ok(FwdOutcome {
             scenario: sc,
@@ -2564,15 +2650,21 @@ fn fwd_label(f: &[u8]) -> String {
     }
 }
 
-/// The position of the frame labelled `want` among `frames`; exactly one must be there.
-fn fwd_find(frames: &[Vec<u8>], want: &str) -> usize {
-    let at: Vec<usize> = frames
+/// Where the frame labelled `want` is among one port's two tx files: (queue, position in that
+/// queue's file). Exactly one must be there, in both files together.
+fn fwd_find(files: &[Vec<Vec<u8>>; 2], want: &str) -> (usize, usize) {
+    let at: Vec<(usize, usize)> = files
         .iter()
         .enumerate()
-        .filter(|(_, f)| fwd_label(f) == want)
-        .map(|(i, _)| i)
+        .flat_map(|(q, frames)| {
+            frames
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| fwd_label(f) == want)
+                .map(move |(i, _)| (q, i))
+        })
         .collect();
-    assert_eq!(at.len(), 1, "frames labelled `{want}`");
+    assert_eq!(at.len(), 1, "frames labelled `{want}`: {at:?}");
     at[0]
 }
 
@@ -2621,21 +2713,24 @@ fn check_ipip(f: &[u8], server: Ip, server_mac: Mac, inner: &[u8]) -> u16 {
     assert_eq!(ip.payload().payload, inner, "inner datagram");
     // The inner datagram on its own: checksums verified by etherparse.
     let inner_frame = ip_frame(&eth(server_mac, SERVER_PORT_MAC, ETH_IPV4, inner));
-    assert_eq!((inner_frame.src, inner_frame.dst), (CLIENT, VIP));
+    assert_eq!((inner_frame.src, inner_frame.dst), (FWD_W1_CLIENT, VIP));
     h.identification()
 }
 
 /// Forwarding case 1: TUN. Every tunnelled datagram is read by tshark and by etherparse: two IP
 /// layers (outer protocol 4) from the server port's address to the server around the client's
 /// datagram to the VIP, TTL decremented inside and copied outside, DF copied, TCP untouched,
-/// every checksum good. The datagram of exactly MTU - 20 bytes fits.
+/// every checksum good. The datagram of exactly MTU - 20 bytes fits. The flow's client is
+/// worker 1's: every datagram was read by worker 0, handed over, and tunnelled by worker 1 out
+/// of the server port's tx queue 1, whose file tshark reads.
 #[test]
 fn fwd_tun_is_ip_in_ip_as_tshark_decodes_it() {
     let o = fwd_outcome();
     let mut idents = Vec::new();
     for (id, sent) in tun_datagrams().into_iter().take(3) {
-        let at = fwd_find(&o.server_out, &format!("ipip {id:#06x}"));
-        let f = &o.server_out[at];
+        let (q, at) = fwd_find(&o.server_out, &format!("ipip {id:#06x}"));
+        assert_eq!(q, 1, "{id:#06x} sent by worker 1");
+        let f = &o.server_out[q][at];
         let inner = ttl_decremented(&sent);
         assert_eq!(inner[8], TUN_TTL - 1);
         idents.push(check_ipip(f, SRV12, SRV12_MAC, &inner));
@@ -2643,13 +2738,16 @@ fn fwd_tun_is_ip_in_ip_as_tshark_decodes_it() {
             assert_eq!(f.len() - 14, usize::from(FWD_SERVER_MTU), "exactly the MTU");
         }
 
-        let t = &o.server_tshark[at];
-        let what = format!("tshark on frame {} ({id:#06x}): {t:?}", at + 1);
+        let t = &o.server_tshark[q][at];
+        let what = format!(
+            "tshark on server-out-{q} frame {} ({id:#06x}): {t:?}",
+            at + 1
+        );
         assert_eq!(t.get("frame.number"), [(at + 1).to_string()], "{what}");
         assert_eq!(t.get("ip.proto"), ["4", "6"], "{what}");
         assert_eq!(
             t.get("ip.src"),
-            [ip_str(SERVER_PORT_ADDR), ip_str(CLIENT)],
+            [ip_str(SERVER_PORT_ADDR), ip_str(FWD_W1_CLIENT)],
             "{what}"
         );
         assert_eq!(t.get("ip.dst"), [ip_str(SRV12), ip_str(VIP)], "{what}");
@@ -2677,16 +2775,19 @@ fn fwd_tun_is_ip_in_ip_as_tshark_decodes_it() {
 }
 
 /// Forwarding case 2: DR. Only the MAC changes and the TTL drops by one: the frame leaves the
-/// server port for the server's MAC, still addressed to the VIP, TCP bytes identical.
+/// server port for the server's MAC, still addressed to the VIP, TCP bytes identical. The
+/// flow's client is worker 1's: worker 1 forwards both segments, on its tx queue.
 #[test]
 fn fwd_dr_changes_only_the_mac_and_the_ttl() {
     let o = fwd_outcome();
     for sent in [dr_syn(), dr_data()] {
         let id = u16::from_be_bytes([sent[4], sent[5]]);
-        let f = &o.server_out[fwd_find(&o.server_out, &format!("ip {id:#06x}"))];
+        let (q, at) = fwd_find(&o.server_out, &format!("ip {id:#06x}"));
+        assert_eq!(q, 1, "{id:#06x} sent by worker 1");
+        let f = &o.server_out[q][at];
         let p = ip_frame(f);
         assert_eq!((p.eth_src, p.eth_dst), (SERVER_PORT_MAC, SRV11_MAC));
-        assert_eq!((p.src, p.dst), (CLIENT, VIP), "addresses untouched");
+        assert_eq!((p.src, p.dst), (FWD_W1_CLIENT, VIP), "addresses untouched");
         assert_eq!((p.sport, p.dport), (DR_CPORT, DR_VPORT));
         assert_eq!(p.ttl, sent[8] - 1);
         assert_eq!(&f[14 + 20..], &sent[20..], "TCP bytes identical");
@@ -2712,21 +2813,30 @@ fn fwd_tun_too_big_gets_frag_needed_or_is_dropped() {
         assert!(
             !o.server_out
                 .iter()
+                .flatten()
                 .any(|f| fwd_label(f) == format!("ipip {id:#06x}")),
             "{id:#06x} was tunnelled"
         );
     }
-    let icmp: Vec<usize> = (0..o.client_out.len())
-        .filter(|&i| is_ipv4(&o.client_out[i]) && o.client_out[i][23] == PROTO_ICMP)
-        .filter(|&i| o.client_out[i][34] == ICMP_UNREACH && o.client_out[i][35] == CODE_FRAG_NEEDED)
+    let is_frag_needed = |f: &[u8]| {
+        is_ipv4(f) && f[23] == PROTO_ICMP && f[34] == ICMP_UNREACH && f[35] == CODE_FRAG_NEEDED
+    };
+    let icmp: Vec<(usize, usize)> = (0..2)
+        .flat_map(|q| (0..o.client_out[q].len()).map(move |i| (q, i)))
+        .filter(|&(q, i)| is_frag_needed(&o.client_out[q][i]))
         .collect();
-    assert_eq!(icmp.len(), 1, "one frag-needed on the client port");
-    let at = icmp[0];
-    let f = &o.client_out[at];
+    // Sent by worker 1, the owner of the TUN flow, on its tx queue.
+    assert_eq!(
+        icmp,
+        [(1, icmp[0].1)],
+        "one frag-needed on the client port, from worker 1"
+    );
+    let (q, at) = icmp[0];
+    let f = &o.client_out[q][at];
     let p = ip_frame(f);
-    assert_eq!((p.eth_src, p.eth_dst), (CLIENT_PORT_MAC, CLIENT_MAC));
+    assert_eq!((p.eth_src, p.eth_dst), (CLIENT_PORT_MAC, FWD_W1_CLIENT_MAC));
     // From the address the client sent to (the VIP), as IPVS does.
-    assert_eq!((p.src, p.dst), (VIP, CLIENT));
+    assert_eq!((p.src, p.dst), (VIP, FWD_W1_CLIENT));
     assert_eq!((p.proto, p.ttl, p.id), (PROTO_ICMP, 64, 0));
     assert_eq!(f[20] & 0x40, 0x40, "DF set on the error itself");
     assert_eq!(p.payload[..2], [ICMP_UNREACH, CODE_FRAG_NEEDED]);
@@ -2757,14 +2867,15 @@ fn fwd_tun_too_big_gets_frag_needed_or_is_dropped() {
     assert_eq!(p.payload[8..], ttl_decremented(&big)[..28], "quote");
     assert_eq!(p.len, 14 + 20 + 8 + 28);
 
-    let t = &o.client_tshark[at];
-    let what = format!("tshark on client frame {}: {t:?}", at + 1);
+    let t = &o.client_tshark[q][at];
+    let what = format!("tshark on client-out-{q} frame {}: {t:?}", at + 1);
     assert_eq!(t.get("icmp.type"), ["3"], "{what}");
     assert_eq!(t.get("icmp.code"), ["4"], "{what}");
     assert_eq!(t.get("icmp.mtu"), [FWD_TUN_MTU.to_string()], "{what}");
     assert_eq!(t.get("icmp.checksum.status"), ["1"], "{what}");
-    assert_eq!(t.get("ip.src"), [ip_str(VIP), ip_str(CLIENT)], "{what}");
-    assert_eq!(t.get("ip.dst"), [ip_str(CLIENT), ip_str(VIP)], "{what}");
+    let client = ip_str(FWD_W1_CLIENT);
+    assert_eq!(t.get("ip.src"), [ip_str(VIP), client.clone()], "{what}");
+    assert_eq!(t.get("ip.dst"), [client, ip_str(VIP)], "{what}");
     assert_eq!(t.get("ip.checksum.status"), ["1", "1"], "{what}");
 
     assert_eq!(o.stats["counters"]["frag_needed_sent"], 1);
@@ -2780,6 +2891,7 @@ fn fwd_replies_of_dr_and_tun_flows_are_refused() {
         assert!(
             !o.client_out
                 .iter()
+                .flatten()
                 .any(|f| label(f) == format!("ip {id:#06x}")),
             "reply {id:#06x} was forwarded"
         );
@@ -2797,14 +2909,26 @@ fn fwd_replies_of_dr_and_tun_flows_are_refused() {
 fn fwd_icmp_errors_about_a_nat_flow_are_translated() {
     let o = fwd_outcome();
     // What case (a) quotes is what rvs really sent, and what (b) quotes is what rvs forwarded.
-    let synack = &o.client_out[fwd_find(&o.client_out, &format!("ip {ID_NAT_SYNACK:#06x}"))];
-    assert_eq!(synack[14..], nat_synack(true)[..], "the SYN-ACK as sent");
-    let syn = &o.server_out[fwd_find(&o.server_out, &format!("ip {ID_NAT_SYN:#06x}"))];
-    assert_eq!(syn[14..], nat_syn(true)[..], "the SYN as forwarded");
+    // The NAT flow's client is worker 0's: all of it stays on worker 0's tx queues.
+    let (q, at) = fwd_find(&o.client_out, &format!("ip {ID_NAT_SYNACK:#06x}"));
+    assert_eq!(q, 0, "SYN-ACK sent by worker 0");
+    assert_eq!(
+        o.client_out[q][at][14..],
+        nat_synack(true)[..],
+        "the SYN-ACK as sent"
+    );
+    let (q, at) = fwd_find(&o.server_out, &format!("ip {ID_NAT_SYN:#06x}"));
+    assert_eq!(q, 0, "SYN sent by worker 0");
+    assert_eq!(
+        o.server_out[q][at][14..],
+        nat_syn(true)[..],
+        "the SYN as forwarded"
+    );
 
     // (a)
-    let at = fwd_find(&o.server_out, &format!("ip {ID_ICMP_A:#06x}"));
-    let p = ip_frame(&o.server_out[at]);
+    let (q, at) = fwd_find(&o.server_out, &format!("ip {ID_ICMP_A:#06x}"));
+    assert_eq!(q, 0, "(a) sent by worker 0");
+    let p = ip_frame(&o.server_out[q][at]);
     assert_eq!((p.eth_src, p.eth_dst), (SERVER_PORT_MAC, SRV13_MAC));
     assert_eq!(
         (p.src, p.dst),
@@ -2828,10 +2952,10 @@ fn fwd_icmp_errors_about_a_nat_flow_are_translated() {
         want[..],
         "quote of (a), source = server:port"
     );
-    let q = ip_frame(&eth(SRV13_MAC, SERVER_PORT_MAC, ETH_IPV4, &p.payload[8..]));
-    assert_eq!((q.src, q.sport), (SRV13, NAT_SPORT));
-    let t = &o.server_tshark[at];
-    let what = format!("tshark on server frame {}: {t:?}", at + 1);
+    let quote = ip_frame(&eth(SRV13_MAC, SERVER_PORT_MAC, ETH_IPV4, &p.payload[8..]));
+    assert_eq!((quote.src, quote.sport), (SRV13, NAT_SPORT));
+    let t = &o.server_tshark[q][at];
+    let what = format!("tshark on server-out-{q} frame {}: {t:?}", at + 1);
     assert_eq!(
         (t.get("icmp.type"), t.get("icmp.code")),
         (vec!["3"], vec!["4"])
@@ -2852,8 +2976,9 @@ fn fwd_icmp_errors_about_a_nat_flow_are_translated() {
     assert_eq!(t.get("tcp.checksum.status"), ["1"], "{what}");
 
     // (b)
-    let at = fwd_find(&o.client_out, &format!("ip {ID_ICMP_B:#06x}"));
-    let p = ip_frame(&o.client_out[at]);
+    let (q, at) = fwd_find(&o.client_out, &format!("ip {ID_ICMP_B:#06x}"));
+    assert_eq!(q, 0, "(b) sent by worker 0");
+    let p = ip_frame(&o.client_out[q][at]);
     assert_eq!((p.eth_src, p.eth_dst), (CLIENT_PORT_MAC, CLIENT_MAC));
     assert_eq!((p.src, p.dst), (VIP, CLIENT), "the server's address hidden");
     assert_eq!((p.proto, p.ttl), (PROTO_ICMP, 63));
@@ -2866,10 +2991,10 @@ fn fwd_icmp_errors_about_a_nat_flow_are_translated() {
         want[..],
         "quote of (b), destination = VIP:port"
     );
-    let q = ip_frame(&eth(CLIENT_MAC, CLIENT_PORT_MAC, ETH_IPV4, &p.payload[8..]));
-    assert_eq!((q.dst, q.dport), (VIP, NAT_VPORT));
-    let t = &o.client_tshark[at];
-    let what = format!("tshark on client frame {}: {t:?}", at + 1);
+    let quote = ip_frame(&eth(CLIENT_MAC, CLIENT_PORT_MAC, ETH_IPV4, &p.payload[8..]));
+    assert_eq!((quote.dst, quote.dport), (VIP, NAT_VPORT));
+    let t = &o.client_tshark[q][at];
+    let what = format!("tshark on client-out-{q} frame {}: {t:?}", at + 1);
     assert_eq!(
         (t.get("icmp.type"), t.get("icmp.code")),
         (vec!["3"], vec!["3"])
@@ -2890,43 +3015,51 @@ fn fwd_icmp_errors_about_a_nat_flow_are_translated() {
     assert_eq!(nat["counters"]["pkts_out"], 1);
 }
 
-/// Everything: each port sent exactly the frames expected, the drop map is exact, and the
-/// counters agree with the files.
+/// Everything: each tx queue of each port sent exactly the frames expected, the drop map is
+/// exact, and the counters agree with the files. Worker 0 (queue 0) sends the gratuitous ARPs
+/// and the NAT flow's frames; worker 1 (queue 1) everything of the DR and TUN flows, which it
+/// got by handover, in the order worker 0 handed them over.
 #[test]
 fn fwd_output_and_counters_are_exact() {
     let o = fwd_outcome();
     let ip = |id: u16| format!("ip {id:#06x}");
     let ipip = |id: u16| format!("ipip {id:#06x}");
     let arp = |a: Ip| format!("arp 1 {}", Ipv4Addr::from(a));
-    let client = vec![
-        arp(CLIENT_PORT_ADDR),
-        arp(VIP),
-        ip(ID_NAT_SYNACK),
+    let client = [
+        vec![
+            arp(CLIENT_PORT_ADDR),
+            arp(VIP),
+            ip(ID_NAT_SYNACK),
+            ip(ID_ICMP_B),
+        ],
         // The frag-needed rvs originates (identification 0, RFC 6864 atomic datagram).
-        ip(0),
-        ip(ID_ICMP_B),
+        vec![ip(0)],
     ];
-    let server = vec![
-        arp(SERVER_PORT_ADDR),
-        ip(ID_DR_SYN),
-        ip(ID_DR_DATA),
-        ipip(ID_TUN_SYN),
-        ipip(ID_TUN_NODF),
-        ipip(ID_TUN_FIT),
-        ip(ID_NAT_SYN),
-        ip(ID_ICMP_A),
+    let server = [
+        vec![arp(SERVER_PORT_ADDR), ip(ID_NAT_SYN), ip(ID_ICMP_A)],
+        vec![
+            ip(ID_DR_SYN),
+            ip(ID_DR_DATA),
+            ipip(ID_TUN_SYN),
+            ipip(ID_TUN_NODF),
+            ipip(ID_TUN_FIT),
+        ],
     ];
-    let got = |v: &[Vec<u8>]| sorted(v.iter().map(|f| fwd_label(f)).collect());
-    assert_eq!(
-        got(&o.client_out),
-        sorted(client.clone()),
-        "client port output"
-    );
-    assert_eq!(
-        got(&o.server_out),
-        sorted(server.clone()),
-        "server port output"
-    );
+    let labels = |v: &[Vec<u8>]| v.iter().map(|f| fwd_label(f)).collect::<Vec<_>>();
+    for q in 0..2 {
+        assert_eq!(
+            sorted(labels(&o.client_out[q])),
+            sorted(client[q].clone()),
+            "client port output, queue {q}"
+        );
+        assert_eq!(
+            sorted(labels(&o.server_out[q])),
+            sorted(server[q].clone()),
+            "server port output, queue {q}"
+        );
+    }
+    // One producer, one FIFO inbox, one consumer: worker 1 forwards in the client's order.
+    assert_eq!(labels(&o.server_out[1]), server[1], "worker 1's order");
 
     let drops: BTreeMap<String, u64> = o.stats["drops"]
         .as_object()
@@ -2957,14 +3090,17 @@ fn fwd_output_and_counters_are_exact() {
         "arp_requests_sent",
         "arp_consumed",
         "icmp_echo_replies",
-        "handover_out",
-        "handover_in",
     ] {
         assert_eq!(n(k), 0, "{k}");
     }
+    // Every DR and TUN frame (and refused reply) was read by worker 0 and handed to worker 1;
+    // none was lost to a full inbox (the drop map above says so too).
+    assert_eq!(n("handover_out"), FWD_HANDOVERS, "handover_out");
+    assert_eq!(n("handover_in"), FWD_HANDOVERS, "handover_in");
+    assert_eq!(o.stats["drops"]["handover_full"], 0, "handover_full");
     let sc = &o.scenario;
     let rx: Vec<&Vec<u8>> = sc.client_in.iter().chain(&sc.server_in).collect();
-    let tx: Vec<&Vec<u8>> = o.client_out.iter().chain(&o.server_out).collect();
+    let tx: Vec<&Vec<u8>> = o.client_out.iter().chain(&o.server_out).flatten().collect();
     assert_eq!(n("rx_packets") as usize, rx.len());
     assert_eq!(
         n("rx_bytes") as usize,
@@ -2979,7 +3115,13 @@ fn fwd_output_and_counters_are_exact() {
     let port = |name: &str| ports.iter().find(|p| p["name"] == name).unwrap();
     assert_eq!(port("client")["ipackets"], sc.client_in.len());
     assert_eq!(port("server")["ipackets"], sc.server_in.len());
-    assert_eq!(port("client")["opackets"], client.len());
-    assert_eq!(port("server")["opackets"], server.len());
+    let total = |v: &[Vec<String>; 2]| v[0].len() + v[1].len();
+    assert_eq!(port("client")["opackets"], total(&client));
+    assert_eq!(port("server")["opackets"], total(&server));
     assert!(o.stdout.contains("rvs: final counters"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("with 2 worker(s)"),
+        "rvs did not run two workers:\n{}",
+        o.stdout
+    );
 }
