@@ -633,10 +633,7 @@ pub fn service_rate_lines(
     prev: &LocalBlock,
     dt: Duration,
 ) -> Vec<String> {
-    let layout = Layout {
-        services: cfg.services.len(),
-        servers: cfg.services.iter().map(|s| s.servers.len()).sum(),
-    };
+    let layout = Layout::of(cfg);
     cfg.services
         .iter()
         .enumerate()
@@ -682,10 +679,7 @@ pub fn status_line(now: &LocalBlock, prev: &LocalBlock, dt: Duration, up: Durati
 
 /// The multi-line report printed at exit.
 pub fn final_report(cfg: &Config, b: &LocalBlock, ports: &[Port]) -> String {
-    let layout = Layout {
-        services: cfg.services.len(),
-        servers: cfg.services.iter().map(|s| s.servers.len()).sum(),
-    };
+    let layout = Layout::of(cfg);
     let mut s = String::from("rvs: final counters\n");
     for c in Counter::ALL {
         s.push_str(&format!(
@@ -755,10 +749,7 @@ pub fn stats_json(
     last: bool,
 ) -> serde_json::Value {
     use serde_json::{json, Map, Value};
-    let layout = Layout {
-        services: cfg.services.len(),
-        servers: cfg.services.iter().map(|s| s.servers.len()).sum(),
-    };
+    let layout = Layout::of(cfg);
     let counters: Map<String, Value> = Counter::ALL
         .iter()
         .map(|c| (c.name().to_string(), json!(b.get(Layout::counter(*c)))))

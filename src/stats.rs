@@ -223,6 +223,14 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The layout for a config's services and servers (what every worker's pipeline uses).
+    pub fn of(cfg: &crate::config::Config) -> Layout {
+        Layout {
+            services: cfg.services.len(),
+            servers: cfg.services.iter().map(|s| s.servers.len()).sum(),
+        }
+    }
+
     /// Total counters in a block with this layout.
     pub const fn len(&self) -> usize {
         Counter::COUNT + DropReason::COUNT + (self.services + self.servers) * LbCounter::COUNT

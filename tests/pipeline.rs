@@ -106,14 +106,15 @@ fn pipeline_with(text: &str) -> Pipeline<Vec<u8>> {
     Pipeline::new(&config(text), &[CLIENT_MAC, SERVER_MAC], 0, Instant::ZERO)
 }
 
+/// Static neighbour entries for both servers and the client (no ARP needed).
+const NEIGHBOURS: &str =
+    "\n[[neighbor]]\nport = \"server\"\nip = \"198.51.100.11\"\nmac = \"02:55:00:00:00:11\"\n\
+     [[neighbor]]\nport = \"server\"\nip = \"198.51.100.12\"\nmac = \"02:55:00:00:00:12\"\n\
+     [[neighbor]]\nport = \"client\"\nip = \"203.0.113.10\"\nmac = \"02:cc:00:00:00:10\"\n";
+
 /// A pipeline whose servers and client are already known neighbours.
 fn pipeline() -> Pipeline<Vec<u8>> {
-    let text = format!(
-        "{CONFIG}\n[[neighbor]]\nport = \"server\"\nip = \"198.51.100.11\"\nmac = \"02:55:00:00:00:11\"\n\
-         [[neighbor]]\nport = \"server\"\nip = \"198.51.100.12\"\nmac = \"02:55:00:00:00:12\"\n\
-         [[neighbor]]\nport = \"client\"\nip = \"203.0.113.10\"\nmac = \"02:cc:00:00:00:10\"\n"
-    );
-    pipeline_with(&text)
+    pipeline_with(&format!("{CONFIG}{NEIGHBOURS}"))
 }
 
 fn tcp(
@@ -1216,10 +1217,7 @@ fn icmp_errors_about_nat_flows_are_translated_both_ways() {
 #[test]
 fn full_nat_rewrites_both_ends_and_replies_find_their_owner() {
     let text = format!(
-        "{}\n[[neighbor]]\nport = \"server\"\nip = \"198.51.100.11\"\nmac = \"02:55:00:00:00:11\"\n\
-         [[neighbor]]\nport = \"server\"\nip = \"198.51.100.12\"\nmac = \"02:55:00:00:00:12\"\n\
-         [[neighbor]]\nport = \"client\"\nip = \"203.0.113.10\"\nmac = \"02:cc:00:00:00:10\"\n\
-         [workers]\ncount = 2\n",
+        "{}{NEIGHBOURS}[workers]\ncount = 2\n",
         CONFIG.replace(
             "scheduler = \"wrr\"",
             "scheduler = \"wrr\"\nforward = \"fnat\"\nlocal_addresses = [\"198.51.100.2\", \"198.51.100.3\"]"
@@ -1437,10 +1435,11 @@ fn persistence_holds_across_workers() {
 fn icmp_errors_about_full_nat_flows_are_translated_both_ways() {
     use etherparse::icmpv4::DestUnreachableHeader;
     let text = format!(
-        "{}\n[[neighbor]]\nport = \"server\"\nip = \"198.51.100.11\"\nmac = \"02:55:00:00:00:11\"\n\
-         [[neighbor]]\nport = \"server\"\nip = \"198.51.100.12\"\nmac = \"02:55:00:00:00:12\"\n\
-         [[neighbor]]\nport = \"client\"\nip = \"203.0.113.10\"\nmac = \"02:cc:00:00:00:10\"\n",
-        CONFIG.replace("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforward = \"fnat\"\nlocal_addresses = [\"198.51.100.2\"]")
+        "{}{NEIGHBOURS}",
+        CONFIG.replace(
+            "scheduler = \"wrr\"",
+            "scheduler = \"wrr\"\nforward = \"fnat\"\nlocal_addresses = [\"198.51.100.2\"]"
+        )
     );
     let mut p = pipeline_with(&text);
     let mut io = TestIo::default();
