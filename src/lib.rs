@@ -1,7 +1,7 @@
 //! rvs: a DPDK virtual server (an L4 load balancer in the lineage of Linux IPVS/LVS).
 //!
 //! Layers, from the wire up (see docs/ARCHITECTURE.md):
-//! - [`dpdk`]: the only module with `unsafe`; RAII over EAL, mempools, mbufs, ports and queues.
+//! - [`dpdk`]: the only module allowed `unsafe_code`; RAII over EAL, mempools, mbufs, ports and queues.
 //! - [`wire`]: checked zero-copy packet views and checksums.
 //! - [`flow`], [`lb`], [`neigh`], [`xmit`]: the sans-IO core (flow table, services and schedulers,
 //!   neighbours and routes, forwarding methods). Everything here takes `now` as an argument.
