@@ -677,6 +677,24 @@ pub fn status_line(now: &LocalBlock, prev: &LocalBlock, dt: Duration, up: Durati
     )
 }
 
+/// `conns=.. active=.. inactive=.. pkts_in=.. pkts_out=.. bytes_in=.. bytes_out=..` of one
+/// service or server row, as the final report prints it.
+fn lb_fields(get: impl Fn(LbCounter) -> u64) -> String {
+    [
+        ("conns", LbCounter::Connections),
+        ("active", LbCounter::ActiveConns),
+        ("inactive", LbCounter::InactiveConns),
+        ("pkts_in", LbCounter::PacketsIn),
+        ("pkts_out", LbCounter::PacketsOut),
+        ("bytes_in", LbCounter::BytesIn),
+        ("bytes_out", LbCounter::BytesOut),
+    ]
+    .iter()
+    .map(|(label, c)| format!("{label}={}", get(*c)))
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
 /// The multi-line report printed at exit.
 pub fn final_report(cfg: &Config, b: &LocalBlock, ports: &[Port]) -> String {
     let layout = Layout::of(cfg);
@@ -695,37 +713,23 @@ pub fn final_report(cfg: &Config, b: &LocalBlock, ports: &[Port]) -> String {
     ));
     let mut server = 0;
     for (i, svc) in cfg.services.iter().enumerate() {
-        let lb = |c: LbCounter| b.get(layout.service(i, c));
         s.push_str(&format!(
-            "  service {} {} {}:{} {}: conns={} active={} inactive={} pkts_in={} pkts_out={} bytes_in={} bytes_out={}\n",
+            "  service {} {} {}:{} {}: {}\n",
             svc.name,
             svc.protocol.name(),
             svc.vip,
             svc.port_set(),
             svc.scheduler.name(),
-            lb(LbCounter::Connections),
-            lb(LbCounter::ActiveConns),
-            lb(LbCounter::InactiveConns),
-            lb(LbCounter::PacketsIn),
-            lb(LbCounter::PacketsOut),
-            lb(LbCounter::BytesIn),
-            lb(LbCounter::BytesOut)
+            lb_fields(|c| b.get(layout.service(i, c)))
         ));
         for r in &svc.servers {
-            let lb = |c: LbCounter| b.get(layout.server(server, c));
             s.push_str(&format!(
-                "    -> {}:{} weight {}{}: conns={} active={} inactive={} pkts_in={} pkts_out={} bytes_in={} bytes_out={}\n",
+                "    -> {}:{} weight {}{}: {}\n",
                 r.address,
                 svc.server_port(r).unwrap_or(0),
                 r.weight,
                 if r.removed { " (removed)" } else { "" },
-                lb(LbCounter::Connections),
-                lb(LbCounter::ActiveConns),
-                lb(LbCounter::InactiveConns),
-                lb(LbCounter::PacketsIn),
-                lb(LbCounter::PacketsOut),
-                lb(LbCounter::BytesIn),
-                lb(LbCounter::BytesOut)
+                lb_fields(|c| b.get(layout.server(server, c)))
             ));
             server += 1;
         }

@@ -871,10 +871,13 @@ impl<B: PacketBuf> Pipeline<B> {
         other: (Ipv4Addr, u16),
         in_port: u16,
     ) -> Result<(), DropReason> {
-        let out = self
-            .routes
-            .next_hop(addr)
-            .and_then(|(p, _)| self.ports.get(usize::from(p)).copied());
+        // The out port matters only to DR/TUN (MTU, tunnel source); NAT pays no route lookup
+        // here (route_out does the one it needs).
+        let out = |me: &Self| {
+            me.routes
+                .next_hop(addr)
+                .and_then(|(p, _)| me.ports.get(usize::from(p)).copied())
+        };
         let ip = buf
             .data_mut()
             .get_mut(ETH_LEN..)
@@ -894,7 +897,7 @@ impl<B: PacketBuf> Pipeline<B> {
                 });
             }
             ForwardMethod::Dr => {
-                let out = out.ok_or(DropReason::NoRoute)?;
+                let out = out(self).ok_or(DropReason::NoRoute)?;
                 // As modern IPVS does: a director is a router hop, even when only the MAC changes.
                 dr::decrement_ttl(ip).map_err(|_| DropReason::TtlExceeded)?;
                 match dr::check(ip, out.mtu) {
@@ -904,7 +907,7 @@ impl<B: PacketBuf> Pipeline<B> {
                 }
             }
             ForwardMethod::Tun => {
-                let out = out.ok_or(DropReason::NoRoute)?;
+                let out = out(self).ok_or(DropReason::NoRoute)?;
                 dr::decrement_ttl(ip).map_err(|_| DropReason::TtlExceeded)?;
                 self.ident = self.ident.wrapping_add(1);
                 match tun::encapsulate(buf, ETH_LEN, out.addr, addr, self.ident, out.mtu) {
