@@ -110,6 +110,12 @@ pub(crate) mod testutil {
         d
     }
 
+    /// Servers with these weights and active connection counts (no inactive ones).
+    pub fn with_active(weights: &[u32], active: &[u32]) -> Vec<Dest> {
+        let conns: Vec<(u32, u32)> = active.iter().map(|a| (*a, 0)).collect();
+        with_conns(weights, &conns)
+    }
+
     /// How many of `n` picks each server got.
     pub fn tally(s: &mut dyn Scheduler, d: &[Dest], n: u32) -> Vec<u32> {
         let mut c = vec![0; d.len()];

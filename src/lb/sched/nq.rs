@@ -34,14 +34,6 @@ mod tests {
     use super::super::testutil::*;
     use super::*;
 
-    fn with_active(weights: &[u32], active: &[u32]) -> Vec<Dest> {
-        let mut d = dests(weights);
-        for (d, a) in d.iter_mut().zip(active) {
-            d.active = *a;
-        }
-        d
-    }
-
     #[test]
     fn idle_server_first() {
         let mut s = NeverQueue;

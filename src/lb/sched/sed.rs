@@ -36,14 +36,6 @@ mod tests {
     use super::super::testutil::*;
     use super::*;
 
-    fn with_active(weights: &[u32], active: &[u32]) -> Vec<Dest> {
-        let mut d = dests(weights);
-        for (d, a) in d.iter_mut().zip(active) {
-            d.active = *a;
-        }
-        d
-    }
-
     #[test]
     fn picks_shortest_expected_delay() {
         let mut s = ShortestExpectedDelay;
