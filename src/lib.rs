@@ -13,6 +13,7 @@ pub mod config;
 #[allow(unsafe_code)]
 pub mod dpdk;
 pub mod flow;
+pub mod helper;
 pub mod lb;
 pub mod neigh;
 pub mod packet;

@@ -1,0 +1,10 @@
+//! The FTP helper: it makes every FTP data connection reach the real server that holds its
+//! control connection, in every forwarding method.
+//!
+//! - [`parse`]: line reassembly and the grammar of PORT, EPRT, PASV, EPSV, AUTH, 227, 229, 234.
+//! - [`mangle`]: formatting of rewritten arguments.
+//! - [`seqadj`]: sequence and acknowledgement adjustment after a rewrite changes a length.
+
+pub mod mangle;
+pub mod parse;
+pub mod seqadj;
