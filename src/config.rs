@@ -140,6 +140,67 @@ pub struct Config {
     /// Virtual services.
     #[serde(rename = "service", default)]
     pub services: Vec<ServiceConfig>,
+    /// The FTP helper's global limits (services opt in with `[service.ftp]`).
+    #[serde(default)]
+    pub ftp: FtpGlobalConfig,
+}
+
+/// `[ftp]`: limits shared by every FTP service.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FtpGlobalConfig {
+    /// Most live data-connection expectations in total (the shared table's size).
+    #[serde(default = "default_max_expectations")]
+    pub max_expectations: usize,
+    /// Slots in each worker's ring to the slow path; a full ring drops the packet and counts it.
+    #[serde(default = "default_slow_ring")]
+    pub ring_size: usize,
+}
+
+impl Default for FtpGlobalConfig {
+    fn default() -> Self {
+        FtpGlobalConfig {
+            max_expectations: default_max_expectations(),
+            ring_size: default_slow_ring(),
+        }
+    }
+}
+
+fn default_max_expectations() -> usize {
+    4096
+}
+fn default_slow_ring() -> usize {
+    4096
+}
+
+/// `[service.ftp]`: turns the FTP helper on for a service.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FtpConfig {
+    /// The control ports (usually `[21]`): only connections to these are parsed.
+    pub control_ports: Vec<u16>,
+    /// Allow active mode (PORT/EPRT).
+    #[serde(default = "yes")]
+    pub active: bool,
+    /// Allow passive mode (PASV/EPSV).
+    #[serde(default = "yes")]
+    pub passive: bool,
+    /// Most live expectations one control connection may hold.
+    #[serde(default = "default_per_conn")]
+    pub max_expectations_per_connection: u32,
+    /// Seconds an unused expectation lives (netfilter's default is 300).
+    #[serde(default = "default_expect_timeout")]
+    pub expectation_timeout: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_per_conn() -> u32 {
+    8
+}
+fn default_expect_timeout() -> u64 {
+    300
 }
 
 /// `[eal]`
@@ -548,6 +609,9 @@ pub struct ServiceConfig {
     /// Real servers.
     #[serde(rename = "server", default)]
     pub servers: Vec<ServerConfig>,
+    /// The FTP helper, when this service is an FTP cluster.
+    #[serde(default)]
+    pub ftp: Option<FtpConfig>,
 }
 
 /// `[[service.server]]`
@@ -747,6 +811,18 @@ impl Config {
                     format!("`{a}`: devices are declared in [[port]] with vdev = \"...\" or pci = \"...\"; rvs builds the EAL device arguments itself"),
                 ));
             }
+        }
+        if !(16..=1 << 20).contains(&self.ftp.max_expectations) {
+            return Err(err(
+                "ftp.max_expectations".into(),
+                format!("{}: must be 16 to 1048576", self.ftp.max_expectations),
+            ));
+        }
+        if !(64..=65536).contains(&self.ftp.ring_size) {
+            return Err(err(
+                "ftp.ring_size".into(),
+                format!("{}: must be 64 to 65536 slots", self.ftp.ring_size),
+            ));
         }
         if !(1..=64).contains(&self.workers.count) {
             return Err(err(
@@ -988,6 +1064,39 @@ impl Config {
                     return Err(err(
                         format!("service[{label}].local_addresses[{k}]"),
                         format!("{a} must be a free address on a port's subnet (not a port address, VIP or server)"),
+                    ));
+                }
+            }
+            if let Some(ftp) = &s.ftp {
+                let f = |k: &str| format!("service[{label}].ftp.{k}");
+                if s.protocol != Protocol::Tcp {
+                    return Err(err(
+                        format!("service[{label}].ftp"),
+                        "FTP runs over TCP: remove [service.ftp] or set protocol = \"tcp\"".into(),
+                    ));
+                }
+                if ftp.control_ports.is_empty() {
+                    return Err(err(
+                        f("control_ports"),
+                        "name the control port(s), e.g. control_ports = [21]".into(),
+                    ));
+                }
+                if let Some(p) = ftp.control_ports.iter().find(|p| !set.contains(**p)) {
+                    return Err(err(
+                        f("control_ports"),
+                        format!("{p} is not one of the service's ports ({set}); the helper parses only connections to this service"),
+                    ));
+                }
+                if !(1..=1024).contains(&ftp.max_expectations_per_connection) {
+                    return Err(err(
+                        f("max_expectations_per_connection"),
+                        "must be 1 to 1024 (8 is plenty: a client opens one data connection at a time)".into(),
+                    ));
+                }
+                if !(1..=86400).contains(&ftp.expectation_timeout) {
+                    return Err(err(
+                        f("expectation_timeout"),
+                        "must be 1 to 86400 seconds (netfilter uses 300)".into(),
                     ));
                 }
             }

@@ -18,6 +18,7 @@ pub mod lb;
 pub mod neigh;
 pub mod packet;
 pub mod runtime;
+pub mod slowpath;
 pub mod stats;
 pub mod time;
 pub mod wire;

@@ -23,11 +23,16 @@ use crossbeam::queue::ArrayQueue;
 
 use crate::config::{Config, ServerChange};
 use crate::dpdk::{self, DpdkError, Eal, Mbuf, Mempool, Port, PortConfig, RxQueue, TxQueue};
+use crate::helper::ftp::ctl::Helper;
+use crate::helper::ftp::expect::Expectations;
 use crate::packet::PacketBuf;
-use crate::stats::{self, Counter, DropReason, Layout, LbCounter, LocalBlock, SharedBlock};
+use crate::slowpath::{SlowPath, SlowTx};
+use crate::stats::{
+    self, Counter, DropReason, FtpCounter, Layout, LbCounter, LocalBlock, SharedBlock,
+};
 use crate::time::Instant;
 use crate::wire::MacAddr;
-use crate::worker::{Io, Pipeline};
+use crate::worker::{Io, Pipeline, SlowMsg};
 
 /// A setup or runtime failure with a message an operator can act on.
 #[derive(Debug)]
@@ -85,10 +90,16 @@ struct Mailboxes {
     handover: Vec<ArrayQueue<(u16, Mbuf)>>,
     neigh: Vec<ArrayQueue<NeighMsg>>,
     control: Vec<ArrayQueue<Arc<Vec<ServerChange>>>>,
+    /// Worker → slow path (FTP control frames and notices), one ring per worker.
+    slow: Arc<Vec<ArrayQueue<SlowMsg<Mbuf>>>>,
+    /// Slow path → worker, for devices with no spare TX queue: frames to send as they are.
+    slow_return: Arc<Vec<ArrayQueue<(u16, Mbuf)>>>,
 }
 impl Mailboxes {
-    fn new(workers: usize) -> Mailboxes {
+    fn new(workers: usize, slow_ring: usize) -> Mailboxes {
         Mailboxes {
+            slow: Arc::new((0..workers).map(|_| ArrayQueue::new(slow_ring)).collect()),
+            slow_return: Arc::new((0..workers).map(|_| ArrayQueue::new(slow_ring)).collect()),
             handover: (0..workers)
                 .map(|_| ArrayQueue::new(HANDOVER_QUEUE))
                 .collect(),
@@ -102,6 +113,12 @@ impl Mailboxes {
     /// Free every frame still queued (after all workers stopped, before the pool goes).
     fn drain(&self) {
         for q in &self.handover {
+            while q.pop().is_some() {}
+        }
+        for q in self.slow.iter() {
+            while q.pop().is_some() {}
+        }
+        for q in self.slow_return.iter() {
             while q.pop().is_some() {}
         }
     }
@@ -239,12 +256,21 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
         )
     };
 
-    let mail = Arc::new(Mailboxes::new(n));
+    let mail = Arc::new(Mailboxes::new(n, cfg.ftp.ring_size));
+    let ftp = cfg.services.iter().any(|s| s.ftp.is_some());
+    let expect = Arc::new(Expectations::new(if ftp {
+        cfg.ftp.max_expectations
+    } else {
+        16
+    }));
     let mut shared = Vec::new();
     let mut contexts = Vec::new();
     let mut layout = None;
     for (w, (rxqs, txqs)) in queues.into_iter().enumerate() {
-        let pipeline: Pipeline<Mbuf> = Pipeline::new(cfg, &macs, w as u16, clock());
+        let mut pipeline: Pipeline<Mbuf> = Pipeline::new(cfg, &macs, w as u16, clock());
+        if ftp {
+            pipeline.set_expectations(Arc::clone(&expect));
+        }
         let l = pipeline.layout();
         layout = Some(l);
         let block = Arc::new(SharedBlock::new(l.len()));
@@ -263,6 +289,41 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
     }
     let Some(layout) = layout else {
         return Err(RunError("workers.count must be at least 1".into()));
+    };
+    // The slow path: its own TX queue on every port when every device had a spare, else back
+    // through the workers' queues.
+    let slow_thread = if ftp {
+        let block = Arc::new(SharedBlock::new(layout.len()));
+        shared.push(Arc::clone(&block));
+        let own = slow_tx.len() == cfg.ports.len();
+        println!(
+            "rvs: FTP slow path on its own thread, sending {}",
+            if own {
+                "on its own TX queues"
+            } else {
+                "through the workers' TX queues (a device has no spare TX queue)"
+            }
+        );
+        let sp = SlowPath {
+            helper: Helper::new(cfg, Arc::clone(&expect)),
+            inboxes: Arc::clone(&mail.slow),
+            tx: if own {
+                SlowTx::Own(std::mem::take(&mut slow_tx))
+            } else {
+                SlowTx::ViaWorkers(Arc::clone(&mail.slow_return))
+            },
+            shared: block,
+            stop: Arc::clone(&stop),
+            burst: cfg.workers.burst,
+        };
+        Some(
+            std::thread::Builder::new()
+                .name("rvs-slowpath".into())
+                .spawn(move || sp.run(clock))
+                .map_err(|e| RunError(format!("cannot start the slow-path thread: {e}")))?,
+        )
+    } else {
+        None
     };
 
     // Workers 1.. on their own lcores, worker 0 on this (the main) lcore.
@@ -300,6 +361,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
     let mut rcs = vec![first.map_or(0, |w| w.run(clock))];
     rcs.extend(handles.into_iter().map(|h| h.wait()));
     stop.store(true, Ordering::Relaxed);
+    if let Some(t) = slow_thread {
+        let _ = t.join();
+    }
     let (started, live) = control
         .join()
         .unwrap_or_else(|_| (std::time::Instant::now(), cfg.clone()));
@@ -465,6 +529,7 @@ impl WorkerCtx {
         let inbox = mail.handover.get(usize::from(id));
         let neigh_inbox = mail.neigh.get(usize::from(id));
         let control_inbox = mail.control.get(usize::from(id));
+        let slow_return = mail.slow_return.get(usize::from(id));
         while !stop.load(Ordering::Relaxed) {
             let now = clock();
             for (port, q) in rxqs.iter_mut().enumerate() {
@@ -495,6 +560,14 @@ impl WorkerCtx {
                     let Some((port, m)) = q.pop() else { break };
                     pipeline.process_handed_over(port, m, now, &mut io);
                 }
+            }
+            if let Some(q) = slow_return {
+                let mut n = 0u64;
+                while let Some((port, m)) = q.pop() {
+                    io.send(port, m);
+                    n += 1;
+                }
+                pipeline.count_slow_path_tx(n);
             }
             pipeline.poll(now, &mut io);
             io.flush(&mut pipeline);
@@ -598,6 +671,13 @@ impl Io<Mbuf> for MbufIo<'_> {
         }
     }
 
+    fn slow_path(&mut self, msg: SlowMsg<Mbuf>) -> Result<(), SlowMsg<Mbuf>> {
+        match self.mail.slow.get(usize::from(self.id)) {
+            Some(q) => q.push(msg),
+            None => Err(msg),
+        }
+    }
+
     fn neighbour_learned(&mut self, port: u16, ip: std::net::Ipv4Addr, mac: MacAddr) {
         for (w, q) in self.mail.neigh.iter().enumerate() {
             if w != usize::from(self.id) {
@@ -695,6 +775,22 @@ fn lb_fields(get: impl Fn(LbCounter) -> u64) -> String {
     .join(" ")
 }
 
+/// The FTP counters of service `i` that are not zero, as `name=value` pairs.
+fn ftp_fields(b: &LocalBlock, layout: Layout, i: usize) -> String {
+    let parts: Vec<String> = FtpCounter::ALL
+        .iter()
+        .filter_map(|c| {
+            let v = b.get(layout.ftp(i, *c));
+            (v > 0).then(|| format!("{}={v}", c.name().trim_start_matches("ftp_")))
+        })
+        .collect();
+    if parts.is_empty() {
+        "nothing yet".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
 /// The multi-line report printed at exit.
 pub fn final_report(cfg: &Config, b: &LocalBlock, ports: &[Port]) -> String {
     let layout = Layout::of(cfg);
@@ -722,6 +818,9 @@ pub fn final_report(cfg: &Config, b: &LocalBlock, ports: &[Port]) -> String {
             svc.scheduler.name(),
             lb_fields(|c| b.get(layout.service(i, c)))
         ));
+        if svc.ftp.is_some() {
+            s.push_str(&format!("    ftp: {}\n", ftp_fields(b, layout, i)));
+        }
         for r in &svc.servers {
             s.push_str(&format!(
                 "    -> {}:{} weight {}{}: {}\n",
@@ -788,14 +887,22 @@ pub fn stats_json(
                     })
                 })
                 .collect();
-            json!({
+            let mut v = json!({
                 "name": svc.name,
                 "protocol": svc.protocol.name(),
                 "vip": svc.vip.to_string(),
                 "ports": svc.port_set().to_string(),
                 "counters": lbmap(&|c| layout.service(i, c)),
                 "servers": servers,
-            })
+            });
+            if svc.ftp.is_some() {
+                let ftp: Map<String, Value> = FtpCounter::ALL
+                    .iter()
+                    .map(|c| (c.name().to_string(), json!(b.get(layout.ftp(i, *c)))))
+                    .collect();
+                v["ftp"] = Value::Object(ftp);
+            }
+            v
         })
         .collect();
     let ports: Vec<Value> = cfg

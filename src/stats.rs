@@ -96,6 +96,17 @@ named_enum! {
         TxFull => "tx_full",
         /// A multi-segment mbuf (cannot happen at the configured MTU).
         MultiSegment => "multi_segment",
+        /// An FTP control frame met a full ring to the slow path.
+        SlowPathFull => "slowpath_full",
+        /// An FTP control frame whose next hop is not resolved (TCP resends it).
+        FtpNeighUnresolved => "ftp_neigh_unresolved",
+        /// An FTP control segment beyond a gap in the stream (TCP resends it in order).
+        FtpOutOfOrder => "ftp_out_of_order",
+        /// An FTP control segment that only held the start of a line to rewrite (resent whole).
+        FtpHeldBack => "ftp_held_back",
+        /// An FTP control segment whose sequence numbers cannot be adjusted (it starts inside
+        /// a rewritten range, or is older than the adjustments remembered).
+        FtpSeqUnmappable => "ftp_seq_unmappable",
     }
 }
 
@@ -127,6 +138,12 @@ named_enum! {
         HandoverOut => "handover_out",
         /// Frames received from other workers.
         HandoverIn => "handover_in",
+        /// FTP control frames given to the slow path.
+        SlowPathOut => "slowpath_out",
+        /// Frames the slow path sent.
+        SlowPathTx => "slowpath_tx",
+        /// FTP data connections made from expectations.
+        FtpDataFlows => "ftp_data_flows",
     }
 }
 
@@ -142,6 +159,51 @@ pub enum LbCounter {
     ActiveConns => "active_conns",
     /// Gauge: live connections opening or closing (IPVS's InActConn).
     InactiveConns => "inactive_conns",
+}}
+
+named_enum! {
+/// Per-service FTP helper counters (zero for services without the helper).
+pub enum FtpCounter {
+    /// PORT, EPRT, PASV, EPSV and AUTH commands parsed.
+    Commands => "ftp_commands",
+    /// 227, 229 and 234 replies parsed.
+    Replies => "ftp_replies",
+    /// Addresses rewritten in the control stream.
+    Rewrites => "ftp_rewrites",
+    /// Expectations published.
+    ExpectCreated => "ftp_expect_created",
+    /// Expectations that became a data connection.
+    ExpectUsed => "ftp_expect_used",
+    /// Expectations that lapsed unused.
+    ExpectExpired => "ftp_expect_expired",
+    /// Expectations withdrawn because their control connection ended.
+    ExpectRevoked => "ftp_expect_revoked",
+    /// Refused: the PORT/EPRT address is not the control connection's client.
+    RefusedAddress => "ftp_refused_address",
+    /// Refused: a data port below 1024.
+    RefusedLowPort => "ftp_refused_low_port",
+    /// Refused: a 227 naming another host than the connection's real server.
+    RefusedServer => "ftp_refused_server",
+    /// Refused: EPRT for another address family than IPv4.
+    RefusedFamily => "ftp_refused_family",
+    /// Refused: active mode is off for the service.
+    RefusedActiveOff => "ftp_refused_active_off",
+    /// Refused: passive mode is off for the service.
+    RefusedPassiveOff => "ftp_refused_passive_off",
+    /// Refused: the control connection holds its maximum of live expectations.
+    RefusedConnCap => "ftp_refused_conn_cap",
+    /// Refused: the expectation table (or the active-mode local ports) is full.
+    RefusedTableFull => "ftp_refused_table_full",
+    /// Refused: a PORT/EPRT/227/229 line that does not parse.
+    RefusedMalformed => "ftp_refused_malformed",
+    /// Lines longer than the per-connection buffer, discarded to their end.
+    LinesTooLong => "ftp_lines_too_long",
+    /// Connections that switched to TLS (AUTH): no longer parsed, affinity only.
+    TlsFallbacks => "ftp_tls_fallbacks",
+    /// Control packets dropped because the worker's ring to the slow path was full.
+    RingDrops => "ftp_ring_drops",
+    /// Control connections tracked by the slow path (gauge).
+    ControlConns => "ftp_control_conns",
 }}
 
 /// A worker's own counters: plain integers, bumped on the packet path.
@@ -233,7 +295,10 @@ impl Layout {
 
     /// Total counters in a block with this layout.
     pub const fn len(&self) -> usize {
-        Counter::COUNT + DropReason::COUNT + (self.services + self.servers) * LbCounter::COUNT
+        Counter::COUNT
+            + DropReason::COUNT
+            + (self.services + self.servers) * LbCounter::COUNT
+            + self.services * FtpCounter::COUNT
     }
     /// True when the layout holds no counters (never: the worker counters are always there).
     pub const fn is_empty(&self) -> bool {
@@ -254,6 +319,14 @@ impl Layout {
     /// Index of a per-server counter (`server` numbers all servers of all services).
     pub const fn server(&self, server: usize, c: LbCounter) -> usize {
         Counter::COUNT + DropReason::COUNT + (self.services + server) * LbCounter::COUNT + c.index()
+    }
+    /// Index of FTP counter `c` of service `svc`.
+    pub const fn ftp(&self, svc: usize, c: FtpCounter) -> usize {
+        Counter::COUNT
+            + DropReason::COUNT
+            + (self.services + self.servers) * LbCounter::COUNT
+            + svc * FtpCounter::COUNT
+            + c.index()
     }
 }
 
@@ -306,6 +379,11 @@ mod tests {
         for s in 0..3 {
             for c in LbCounter::ALL {
                 assert!(seen.insert(l.server(s, *c)));
+            }
+        }
+        for s in 0..2 {
+            for c in FtpCounter::ALL {
+                assert!(seen.insert(l.ftp(s, *c)));
             }
         }
         assert_eq!(seen.len(), l.len());

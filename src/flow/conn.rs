@@ -46,7 +46,16 @@ pub struct Conn {
     pub lport: u16,
     /// Full NAT: `laddr:lport` is a local address and port of rvs's.
     pub fnat: bool,
+    /// FTP role: [`FTP_NONE`], [`FTP_CONTROL`] or [`FTP_DATA`] (fits in padding).
+    pub ftp: u8,
 }
+
+/// Not an FTP connection (or not a service with the FTP helper).
+pub const FTP_NONE: u8 = 0;
+/// An FTP control connection: its packets go through the slow path.
+pub const FTP_CONTROL: u8 = 1;
+/// An FTP data connection made from an expectation: linked to its control connection.
+pub const FTP_DATA: u8 = 2;
 impl Conn {
     /// Key of the client → VIP direction.
     pub fn original_key(&self) -> FlowKey {

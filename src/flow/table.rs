@@ -304,6 +304,7 @@ mod tests {
             laddr: Ipv4Addr::new(192, 0, 2, 10),
             lport: 10000 + i,
             fnat: false,
+            ftp: 0,
         }
     }
 

@@ -6,7 +6,7 @@
 //! ([`Sharding::owner_of_reply`]), so (a) a NIC with 4-tuple RSS delivers replies straight to
 //! the owner, and (b) two workers can never hand out the same (laddr, lport) for the same
 //! server:sport. Within a worker a bitmap per address makes each port single-use until its flow
-//! ends. Ports below 1024 are never used.
+//! ends. Ports below 1024 are never used, nor the top ones reserved for FTP active mode.
 //!
 //! Cost: on average `workers` candidates are hashed per allocation; the scan is bounded, and a
 //! pool with no suitable free port fails the allocation (the caller drops and counts).
@@ -16,6 +16,10 @@ use std::net::Ipv4Addr;
 use crate::flow::rss::Sharding;
 
 const FIRST_PORT: u16 = 1024;
+/// Ports from here up are reserved for the FTP helper's active-mode data connections (see
+/// `helper::ftp::ctl::ActivePorts`); workers never hand them out.
+pub const FTP_ACTIVE_FIRST: u16 = 61440;
+const LAST_PORT: u16 = FTP_ACTIVE_FIRST - 1;
 /// Candidates looked at per address before trying the next one.
 const SCAN_LIMIT: usize = 4096;
 
@@ -67,7 +71,7 @@ impl LocalPorts {
             };
             let mut port = *cursor;
             for _ in 0..SCAN_LIMIT {
-                port = if port == u16::MAX {
+                port = if port >= LAST_PORT {
                     FIRST_PORT
                 } else {
                     port + 1
@@ -122,6 +126,7 @@ mod tests {
             let (la, pa) = a.alloc(S, 8080, &sh, 0).unwrap();
             let (lb, pb) = b.alloc(S, 8080, &sh, 1).unwrap();
             assert!(pa >= 1024 && pb >= 1024);
+            assert!(pa < FTP_ACTIVE_FIRST && pb < FTP_ACTIVE_FIRST);
             assert_eq!(sh.owner_of_reply(S, la, 8080, pa), 0);
             assert_eq!(sh.owner_of_reply(S, lb, 8080, pb), 1);
             assert!(
@@ -141,7 +146,7 @@ mod tests {
     fn exhaustion_fails_instead_of_reusing() {
         let sh = Sharding::new(1, 32);
         let mut a = LocalPorts::new(&[L1]);
-        let total = usize::from(u16::MAX - FIRST_PORT) + 1;
+        let total = usize::from(LAST_PORT - FIRST_PORT) + 1;
         for _ in 0..total {
             assert!(a.alloc(S, 80, &sh, 0).is_some());
         }

@@ -34,6 +34,8 @@ pub struct Service {
     pub forward: ForwardMethod,
     /// Real servers.
     pub dests: Vec<Dest>,
+    /// FTP control ports (empty: no FTP helper).
+    pub ftp_control: Vec<u16>,
     sched: Box<dyn Scheduler>,
 }
 
@@ -117,6 +119,11 @@ impl ServiceTable {
                 ports,
                 persistence,
                 forward: s.forward,
+                ftp_control: s
+                    .ftp
+                    .as_ref()
+                    .map(|f| f.control_ports.clone())
+                    .unwrap_or_default(),
                 sched: sched::new(s.scheduler, &dests),
                 dests,
             });
@@ -219,6 +226,31 @@ impl ServiceTable {
         let d = svc.dests.get_mut(i)?;
         d.active = d.active.saturating_add(1);
         Some((i as u16, d.clone()))
+    }
+
+    /// Count a flow that an FTP expectation (not the scheduler) gave to server `dest` (global
+    /// index) of service `id`, as [`ServiceTable::schedule`] would have; [`ServiceTable::release`]
+    /// undoes it. Also refreshes the client's persistence template. False when the server is
+    /// not in the service.
+    pub fn attach(&mut self, id: u16, dest: u16, client: Ipv4Addr, now: Instant) -> bool {
+        let Some(svc) = self.services.get_mut(usize::from(id)) else {
+            return false;
+        };
+        let Some(i) = svc.dests.iter().position(|d| d.index == dest) else {
+            return false;
+        };
+        if let Some((timeout, mask)) = svc.persistence {
+            if !self
+                .persist
+                .attach(id, u32::from(client) & mask, i as u16, now + timeout)
+            {
+                self.persistence_full += 1;
+            }
+        }
+        if let Some(d) = svc.dests.get_mut(i) {
+            d.active = d.active.saturating_add(1);
+        }
+        true
     }
 
     /// Lapsed persistence templates: remove them, looking at no more than `budget`.

@@ -12,6 +12,7 @@ pub mod pipeline;
 
 use std::net::Ipv4Addr;
 
+use crate::helper::ftp::ctl::{CtlKey, CtlMeta};
 use crate::wire::MacAddr;
 
 pub use pipeline::{Pipeline, PortAddr};
@@ -37,4 +38,36 @@ pub trait Io<B> {
     fn neighbour_learned(&mut self, port: u16, ip: Ipv4Addr, mac: MacAddr) {
         let _ = (port, ip, mac);
     }
+    /// Give the slow path a message (an FTP control frame, or news about a connection).
+    /// `Err` gives it back when the ring is full: the caller drops a frame and counts it, and
+    /// keeps a notice to try again later. Never blocks.
+    fn slow_path(&mut self, msg: SlowMsg<B>) -> Result<(), SlowMsg<B>> {
+        Err(msg)
+    }
+}
+
+/// What a worker tells the slow path, in order, over its own ring. Frames of one control
+/// connection always come from the worker that owns it, so the slow path sees each
+/// connection's packets in the order that worker forwarded them.
+#[derive(Debug)]
+pub enum SlowMsg<B> {
+    /// A control connection's frame: rewritten by the worker, Ethernet header built, to be
+    /// sent out of `port` once the FTP helper is done with it.
+    Packet {
+        /// The port to send it out of.
+        port: u16,
+        /// The frame.
+        buf: B,
+        /// The connection, as the worker holds it.
+        meta: CtlMeta,
+    },
+    /// A control connection ended: withdraw its expectations.
+    Closed(CtlKey),
+    /// A full-NAT active-mode data connection ended: its local port is free again.
+    Released {
+        /// Local address.
+        laddr: Ipv4Addr,
+        /// Local port.
+        lport: u16,
+    },
 }

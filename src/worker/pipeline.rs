@@ -21,20 +21,24 @@
 //! IPv4 options are forwarded untouched; 802.1Q-tagged frames are dropped (ports are untagged).
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use hashbrown::HashSet;
+use hashbrown::{HashMap, HashSet};
 
-use super::Io;
+use super::{Io, SlowMsg};
 use crate::config::{Config, ForwardMethod, Timeouts};
+use crate::flow::conn::{FTP_CONTROL, FTP_DATA, FTP_NONE};
 use crate::flow::rss::Sharding;
 use crate::flow::tcp_state::{direction, Direction, Seen};
 use crate::flow::{Conn, ConnId, Dir, FlowKey, FlowTable, InsertError, TcpState};
-use crate::lb::laddr::LocalPorts;
+use crate::helper::ftp::ctl::{CtlKey, CtlMeta};
+use crate::helper::ftp::expect::{ExpectKind, Expectation, Expectations};
+use crate::lb::laddr::{LocalPorts, FTP_ACTIVE_FIRST};
 use crate::lb::ServiceTable;
 use crate::neigh::{Neighbours, Resolve, Routes};
 use crate::packet::PacketBuf;
-use crate::stats::{Counter, DropReason, Layout, LbCounter, LocalBlock};
+use crate::stats::{Counter, DropReason, FtpCounter, Layout, LbCounter, LocalBlock};
 use crate::time::Instant;
 use crate::wire::{
     arp, arp_op, ethernet, ethertype, icmp_type, ipproto, ArpPacket, EthernetFrame, Icmpv4Packet,
@@ -94,6 +98,53 @@ pub struct Pipeline<B> {
     fnat_local: HashSet<Ipv4Addr>,
     /// A "fragmentation needed" to send for the frame being dropped: (port, MTU).
     pending_frag_needed: Option<(u16, u16)>,
+    /// The FTP expectations shared with the slow path (None: no service has the helper).
+    expect: Option<Arc<Expectations>>,
+    /// FTP data flow (its original key) → its control connection (slot, original key).
+    ftp_links: HashMap<FlowKey, (ConnId, FlowKey)>,
+    /// News for the slow path that met a full ring; retried every poll.
+    notices: Vec<Notice>,
+}
+
+/// A message for the slow path that carries no frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Notice {
+    Closed(CtlKey),
+    Released(Ipv4Addr, u16),
+}
+
+/// Bookkeeping when a flow ends, shared by expiry and early removal: release its server, its
+/// full-NAT local port, and its FTP links.
+#[allow(clippy::too_many_arguments)]
+fn flow_ended(
+    c: &Conn,
+    worker: u16,
+    services: &mut ServiceTable,
+    lports: &mut [LocalPorts],
+    links: &mut HashMap<FlowKey, (ConnId, FlowKey)>,
+    notices: &mut Vec<Notice>,
+) {
+    services.release(c.service, c.dest, c.state.is_active(), c.client);
+    if c.fnat {
+        if c.lport >= FTP_ACTIVE_FIRST {
+            notices.push(Notice::Released(c.laddr, c.lport));
+        } else if let Some(l) = lports.get_mut(usize::from(c.service)) {
+            l.free(c.laddr, c.lport);
+        }
+    }
+    match c.ftp {
+        FTP_CONTROL => notices.push(Notice::Closed(CtlKey {
+            worker,
+            client: c.client,
+            cport: c.cport,
+            vip: c.vip,
+            vport: c.vport,
+        })),
+        FTP_DATA => {
+            links.remove(&c.original_key());
+        }
+        _ => {}
+    }
 }
 impl<B: PacketBuf> Pipeline<B> {
     /// The pipeline of worker `worker` (of `cfg.workers.count`) for a validated config;
@@ -162,6 +213,9 @@ impl<B: PacketBuf> Pipeline<B> {
             arp_scratch: Vec::new(),
             ident: 0,
             pending_frag_needed: None,
+            expect: None,
+            ftp_links: HashMap::new(),
+            notices: Vec::new(),
             lports: cfg
                 .services
                 .iter()
@@ -173,6 +227,12 @@ impl<B: PacketBuf> Pipeline<B> {
                 .flat_map(|s| s.local_addresses.iter().copied())
                 .collect(),
         }
+    }
+
+    /// Share the FTP expectation table with this worker (done once at start when a service has
+    /// the FTP helper).
+    pub fn set_expectations(&mut self, expect: Arc<Expectations>) {
+        self.expect = Some(expect);
     }
 
     /// The counters (published by the poll loop).
@@ -226,6 +286,11 @@ impl<B: PacketBuf> Pipeline<B> {
         self.bump(Counter::TxBytes, bytes);
     }
 
+    /// Count frames the slow path sent through this worker's queues.
+    pub fn count_slow_path_tx(&mut self, n: u64) {
+        self.bump(Counter::SlowPathTx, n);
+    }
+
     /// Count frames dropped outside the pipeline (TX queue full, multi-segment mbufs).
     pub fn count_drop(&mut self, reason: DropReason, n: u64) {
         self.counters.add(Layout::drop(reason), n);
@@ -263,16 +328,12 @@ impl<B: PacketBuf> Pipeline<B> {
 
     /// Timers: flow expiry (bounded by the configured budget) and ARP retries.
     pub fn poll(&mut self, now: Instant, io: &mut impl Io<B>) {
-        let services = &mut self.services;
-        let lports = &mut self.lports;
+        let (services, lports) = (&mut self.services, &mut self.lports);
+        let (links, notices, worker) = (&mut self.ftp_links, &mut self.notices, self.worker);
         let expired = self.flows.expire(now, self.expire_budget, |c| {
-            services.release(c.service, c.dest, c.state.is_active(), c.client);
-            if c.fnat {
-                if let Some(l) = lports.get_mut(usize::from(c.service)) {
-                    l.free(c.laddr, c.lport);
-                }
-            }
+            flow_ended(c, worker, services, lports, links, notices);
         });
+        self.flush_notices(io);
         self.services.expire_persistence(now, self.expire_budget);
         self.bump(Counter::FlowsExpired, expired as u64);
         self.counters.set(
@@ -529,9 +590,14 @@ impl<B: PacketBuf> Pipeline<B> {
             let owner = if self.services.is_vip(dst) {
                 self.sharding.owner(src)
             } else if self.fnat_local.contains(&dst) {
-                // A full-NAT reply: its local port was chosen so that this names the owner.
-                self.sharding
-                    .owner_of_reply(src, dst, l4.key.sport, l4.key.dport)
+                if l4.key.dport >= FTP_ACTIVE_FIRST {
+                    // An FTP active-mode data connection: its local port names its owner.
+                    l4.key.dport % self.sharding.workers()
+                } else {
+                    // A full-NAT reply: its local port was chosen so that this names the owner.
+                    self.sharding
+                        .owner_of_reply(src, dst, l4.key.sport, l4.key.dport)
+                }
             } else {
                 self.sharding.owner(dst)
             };
@@ -551,10 +617,44 @@ impl<B: PacketBuf> Pipeline<B> {
             }
             Some((id, Dir::Original)) => self.forward(id, Dir::Original, l4, buf, now, io),
             Some((id, Dir::Reply)) => self.forward(id, Dir::Reply, l4, buf, now, io),
-            None if self.services.is_vip(dst) => self.new_flow(l4, buf, now, io),
+            // Expectations first: a passive data connection may go to a VIP port that is also
+            // a service, and an active one comes from a server.
+            None if self.expecting(&l4) => match self.claim(&l4, now) {
+                Some(e) => self.new_data_flow(e, l4, buf, now, io),
+                None => self.miss(l4, buf, now, io),
+            },
+            None => self.miss(l4, buf, now, io),
+        }
+    }
+
+    /// True when a packet missing the flow table may be an expected FTP data connection: a
+    /// pure SYN while any expectation is live (one relaxed load otherwise).
+    #[inline]
+    fn expecting(&self, l4: &L4) -> bool {
+        l4.key.proto == ipproto::TCP
+            && l4.seen.syn
+            && !l4.seen.ack
+            && self.expect.as_ref().is_some_and(|e| e.live() > 0)
+    }
+
+    fn claim(&self, l4: &L4, _now: Instant) -> Option<Expectation> {
+        let k = l4.key;
+        let services = &self.services;
+        self.expect
+            .as_ref()?
+            .claim(k.src, k.dst, k.dport, _now, |e| {
+                // A DR/TUN pin covers any port of its service, and only those.
+                e.dport != 0 || services.lookup(k.proto, k.dst, k.dport) == Some(e.service)
+            })
+    }
+
+    fn miss(&mut self, l4: L4, buf: B, now: Instant, io: &mut impl Io<B>) {
+        let (src, dst) = (l4.key.src, l4.key.dst);
+        match () {
+            _ if self.services.is_vip(dst) => self.new_flow(l4, buf, now, io),
             // A DR/TUN server answering from the VIP through rvs (its routing is wrong): the
             // reversed key is the flow's client -> VIP side.
-            None if self.services.is_vip(src)
+            _ if self.services.is_vip(src)
                 && matches!(
                     self.flows.lookup(&l4.key.reversed()),
                     Some((_, Dir::Original))
@@ -562,8 +662,8 @@ impl<B: PacketBuf> Pipeline<B> {
             {
                 self.drop_buf(io, buf, DropReason::UnexpectedReply)
             }
-            None if self.local.contains(&dst) => self.drop_buf(io, buf, DropReason::LocalUnhandled),
-            None => self.drop_buf(io, buf, DropReason::NoService),
+            _ if self.local.contains(&dst) => self.drop_buf(io, buf, DropReason::LocalUnhandled),
+            _ => self.drop_buf(io, buf, DropReason::NoService),
         }
     }
 
@@ -588,14 +688,29 @@ impl<B: PacketBuf> Pipeline<B> {
     /// Remove a flow now and release its server.
     fn end_flow(&mut self, id: ConnId) {
         if let Some(c) = self.flows.remove(id) {
-            self.services
-                .release(c.service, c.dest, c.state.is_active(), c.client);
-            if c.fnat {
-                if let Some(l) = self.lports.get_mut(usize::from(c.service)) {
-                    l.free(c.laddr, c.lport);
-                }
-            }
+            flow_ended(
+                &c,
+                self.worker,
+                &mut self.services,
+                &mut self.lports,
+                &mut self.ftp_links,
+                &mut self.notices,
+            );
             self.bump(Counter::FlowsExpired, 1);
+        }
+    }
+
+    /// Send the slow path what it has to know; what meets a full ring waits for the next poll.
+    fn flush_notices(&mut self, io: &mut impl Io<B>) {
+        while let Some(n) = self.notices.first().copied() {
+            let msg = match n {
+                Notice::Closed(k) => SlowMsg::Closed(k),
+                Notice::Released(laddr, lport) => SlowMsg::Released { laddr, lport },
+            };
+            if io.slow_path(msg).is_err() {
+                return;
+            }
+            self.notices.remove(0);
         }
     }
 
@@ -716,6 +831,15 @@ impl<B: PacketBuf> Pipeline<B> {
             laddr,
             lport,
             fnat,
+            ftp: if self
+                .services
+                .get(svc)
+                .is_some_and(|s| s.ftp_control.contains(&k.dport))
+            {
+                FTP_CONTROL
+            } else {
+                FTP_NONE
+            },
         };
         let id = match self.flows.insert(conn) {
             Ok(id) => id,
@@ -766,7 +890,26 @@ impl<B: PacketBuf> Pipeline<B> {
         let Some(c) = self.flows.get(id) else {
             return self.drop_buf(io, buf, DropReason::NoService);
         };
-        let (proto, service, dest) = (c.proto, c.service, c.dest);
+        let (proto, service, dest, ftp) = (c.proto, c.service, c.dest, c.ftp);
+        // The control connection's identity for the slow path (its SYNs carry no data and
+        // precede any rewrite: they take the normal path, neighbour resolution included).
+        let ctl = (ftp == FTP_CONTROL && !l4.seen.syn).then_some(CtlMeta {
+            key: CtlKey {
+                worker: self.worker,
+                client: c.client,
+                cport: c.cport,
+                vip: c.vip,
+                vport: c.vport,
+            },
+            conn: id.0,
+            dir,
+            service: c.service,
+            dest: c.dest,
+            method: ForwardMethod::Nat,
+            server: c.server,
+            sport: c.sport,
+            laddr: c.laddr,
+        });
         if self.services.must_expire(dest) {
             // Its server was removed from a service with expire_removed: end the flow now.
             self.end_flow(id);
@@ -814,6 +957,9 @@ impl<B: PacketBuf> Pipeline<B> {
         }
         let expires = now + self.timeout(proto, state);
         self.flows.set_expiry(id, expires);
+        if ftp == FTP_DATA {
+            self.hold_master(id, expires);
+        }
         let bytes = l4.len as u64;
         let (c_pkts, c_bytes, lb_pkts, lb_bytes) = match dir {
             Dir::Original => (
@@ -835,7 +981,211 @@ impl<B: PacketBuf> Pipeline<B> {
         self.counters.add(self.layout.service(s, lb_bytes), c_bytes);
         self.counters.add(self.layout.server(d, lb_pkts), 1);
         self.counters.add(self.layout.server(d, lb_bytes), c_bytes);
-        self.route_out(to, buf, now, io);
+        match ctl {
+            Some(meta) => self.route_to_slow_path(to, buf, CtlMeta { method, ..meta }, io),
+            None => self.route_out(to, buf, now, io),
+        }
+    }
+
+    /// An FTP data flow was refreshed until `expires`: its control connection must live at
+    /// least as long (netfilter's master/expectation rule, in IPVS terms).
+    fn hold_master(&mut self, data: ConnId, expires: Instant) {
+        let Some(key) = self.flows.get(data).map(Conn::original_key) else {
+            return;
+        };
+        let Some((master, master_key)) = self.ftp_links.get(&key).copied() else {
+            return;
+        };
+        match self.flows.get(master) {
+            Some(m) if m.original_key() == master_key => {
+                if m.expires < expires {
+                    self.flows.set_expiry(master, expires);
+                }
+            }
+            // The control connection is gone (its slot may be reused): drop the link.
+            _ => {
+                self.ftp_links.remove(&key);
+            }
+        }
+    }
+
+    /// Route a control frame like [`Self::route_out`], but give it to the slow path instead of
+    /// sending it. Its neighbour must be known: a frame that waited in the neighbour queue
+    /// would bypass the slow path, so it is dropped (TCP resends it) while ARP resolves.
+    fn route_to_slow_path(
+        &mut self,
+        dst: Ipv4Addr,
+        mut buf: B,
+        meta: CtlMeta,
+        io: &mut impl Io<B>,
+    ) {
+        let Some((port, hop)) = self.routes.next_hop(dst) else {
+            return self.drop_buf(io, buf, DropReason::NoRoute);
+        };
+        let (Some(mac), Some(me)) = (self.neigh.mac(port, hop), self.ports.get(usize::from(port)))
+        else {
+            self.arp_request(io, port, hop);
+            return self.drop_buf(io, buf, DropReason::FtpNeighUnresolved);
+        };
+        let mut f = EthernetFrame::new_unchecked(buf.data_mut());
+        f.set_dst_addr(mac);
+        f.set_src_addr(me.mac);
+        match io.slow_path(SlowMsg::Packet { port, buf, meta }) {
+            Ok(()) => self.bump(Counter::SlowPathOut, 1),
+            Err(SlowMsg::Packet { buf, .. }) => {
+                self.counters.add(
+                    self.layout
+                        .ftp(usize::from(meta.service), FtpCounter::RingDrops),
+                    1,
+                );
+                self.drop_buf(io, buf, DropReason::SlowPathFull)
+            }
+            Err(_) => self.counters.add(Layout::drop(DropReason::SlowPathFull), 1),
+        }
+    }
+
+    /// Make the data connection an expectation announced, and send its first packet.
+    fn new_data_flow(&mut self, e: Expectation, l4: L4, buf: B, now: Instant, io: &mut impl Io<B>) {
+        let k = l4.key;
+        let Some(svc) = self.services.get(e.service) else {
+            return self.drop_buf(io, buf, DropReason::NoService);
+        };
+        let (vip, method) = (svc.vip, svc.forward);
+        let input_only = matches!(method, ForwardMethod::Dr | ForwardMethod::Tun);
+        let (conn, dir) = match e.kind {
+            ExpectKind::Passive => {
+                let sport = if e.server_port == 0 {
+                    k.dport
+                } else {
+                    e.server_port
+                };
+                let (laddr, lport, fnat) = if method == ForwardMethod::Fnat {
+                    let local = self
+                        .lports
+                        .get_mut(usize::from(e.service))
+                        .and_then(|l| l.alloc(e.server, sport, &self.sharding, self.worker));
+                    match local {
+                        Some((a, p)) => (a, p, true),
+                        None => return self.drop_buf(io, buf, DropReason::NoLocalPort),
+                    }
+                } else {
+                    (k.src, k.sport, false)
+                };
+                let dir = if input_only {
+                    Direction::InputOnly
+                } else {
+                    Direction::Input
+                };
+                let c = Conn {
+                    client: k.src,
+                    vip: k.dst,
+                    server: e.server,
+                    cport: k.sport,
+                    vport: k.dport,
+                    sport,
+                    laddr,
+                    lport,
+                    fnat,
+                    ..self.data_conn(&e, dir, l4.seen, now)
+                };
+                (c, Dir::Original)
+            }
+            // The server connects out: from its data port to the client (NAT) or to the local
+            // address and port rvs wrote into the PORT command (full NAT). The client sees it
+            // come from the VIP.
+            ExpectKind::Active => {
+                let c = Conn {
+                    client: e.client,
+                    cport: e.client_port,
+                    vip,
+                    vport: k.sport,
+                    server: k.src,
+                    sport: k.sport,
+                    laddr: if e.lport != 0 { e.laddr } else { e.client },
+                    lport: if e.lport != 0 { e.lport } else { e.client_port },
+                    fnat: e.lport != 0,
+                    ..self.data_conn(&e, Direction::Output, l4.seen, now)
+                };
+                (c, Dir::Reply)
+            }
+        };
+        let master_key = FlowKey {
+            src: e.client,
+            dst: vip,
+            sport: 0,
+            dport: 0,
+            proto: ipproto::TCP,
+        };
+        let _ = master_key;
+        let free_local = |me: &mut Self, c: &Conn| {
+            if c.fnat && c.lport < FTP_ACTIVE_FIRST {
+                if let Some(l) = me.lports.get_mut(usize::from(c.service)) {
+                    l.free(c.laddr, c.lport);
+                }
+            } else if c.fnat {
+                me.notices.push(Notice::Released(c.laddr, c.lport));
+            }
+        };
+        if !self.services.attach(e.service, e.dest, conn.client, now) {
+            free_local(self, &conn);
+            return self.drop_buf(io, buf, DropReason::NoServer);
+        }
+        let id = match self.flows.insert(conn.clone()) {
+            Ok(id) => id,
+            Err(err) => {
+                self.services.release(e.service, e.dest, true, conn.client);
+                free_local(self, &conn);
+                let r = match err {
+                    InsertError::Full => DropReason::FlowTableFull,
+                    InsertError::Conflict => DropReason::FlowConflict,
+                };
+                return self.drop_buf(io, buf, r);
+            }
+        };
+        // Link to the control connection when this worker holds it (it always does: see
+        // `helper::ftp::expect`), so the control connection outlives its data connections.
+        if e.master_worker == self.worker {
+            let master = ConnId(e.master);
+            if let Some(m) = self
+                .flows
+                .get(master)
+                .filter(|m| m.ftp == FTP_CONTROL && m.client == e.client && m.service == e.service)
+            {
+                let mk = m.original_key();
+                self.ftp_links.insert(conn.original_key(), (master, mk));
+            }
+        }
+        self.bump(Counter::FlowsCreated, 1);
+        self.bump(Counter::FtpDataFlows, 1);
+        let (s, d) = (usize::from(e.service), usize::from(e.dest));
+        self.counters
+            .add(self.layout.service(s, LbCounter::Connections), 1);
+        self.counters
+            .add(self.layout.server(d, LbCounter::Connections), 1);
+        self.forward_tracked(id, dir, l4, buf, now, io, false);
+    }
+
+    /// The fields every expected data connection shares.
+    fn data_conn(&self, e: &Expectation, dir: Direction, seen: Seen, now: Instant) -> Conn {
+        let state = TcpState::initial(dir, seen);
+        Conn {
+            client: e.client,
+            vip: Ipv4Addr::UNSPECIFIED,
+            server: e.server,
+            cport: 0,
+            vport: 0,
+            sport: 0,
+            service: e.service,
+            dest: e.dest,
+            proto: ipproto::TCP,
+            state,
+            expires: now + self.timeout(ipproto::TCP, state),
+            wheel_sec: 0,
+            laddr: e.client,
+            lport: 0,
+            fnat: false,
+            ftp: FTP_DATA,
+        }
     }
 
     /// Route a rewritten frame towards `dst` and hand it to the neighbour layer.

@@ -5,6 +5,8 @@
 //! - [`mangle`]: formatting of rewritten arguments.
 //! - [`seqadj`]: sequence and acknowledgement adjustment after a rewrite changes a length.
 
+pub mod ctl;
+pub mod expect;
 pub mod mangle;
 pub mod parse;
 pub mod seqadj;

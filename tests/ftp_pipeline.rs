@@ -1,0 +1,790 @@
+//! FTP helper, pure tier: a worker's pipeline and the slow path's helper wired together with
+//! `Vec<u8>` frames, checked with an independent decoder (etherparse). Crafted control-stream
+//! segments go through rvs exactly as a client's and a server's would, and the tests look at
+//! what comes out: rewritten replies and commands, shifted sequence numbers, data connections
+//! made from expectations, refusals counted.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use rvs::config::Config;
+use rvs::helper::ftp::ctl::Helper;
+use rvs::helper::ftp::expect::Expectations;
+use rvs::slowpath;
+use rvs::stats::{Counter, DropReason, FtpCounter, Layout, LocalBlock};
+use rvs::time::Instant;
+use rvs::wire::MacAddr;
+use rvs::worker::{Io, Pipeline, SlowMsg};
+
+const CLIENT_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
+const SERVER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x02]);
+const PEER_C: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 0x10];
+const PEER_S1: [u8; 6] = [0x02, 0x55, 0, 0, 0, 0x11];
+const CLIENT: [u8; 4] = [203, 0, 113, 10];
+const S1: [u8; 4] = [198, 51, 100, 11];
+/// VIPs whose dotted form is shorter than the servers': every 227 rewrite shrinks by 2 bytes.
+const VIP_NAT: [u8; 4] = [203, 0, 113, 5];
+const VIP_FNAT: [u8; 4] = [203, 0, 113, 6];
+const VIP_DR: [u8; 4] = [203, 0, 113, 7];
+const LADDR: [u8; 4] = [198, 51, 100, 2];
+
+const CONFIG: &str = r#"
+[[port]]
+name = "client"
+vdev = "net_null0"
+address = "203.0.113.1/24"
+
+[[port]]
+name = "server"
+vdev = "net_null1"
+address = "198.51.100.1/24"
+
+[[neighbor]]
+port = "server"
+ip = "198.51.100.11"
+mac = "02:55:00:00:00:11"
+
+[[neighbor]]
+port = "server"
+ip = "198.51.100.12"
+mac = "02:55:00:00:00:12"
+
+[[neighbor]]
+port = "client"
+ip = "203.0.113.10"
+mac = "02:cc:00:00:00:10"
+
+[[service]]
+name = "ftp-nat"
+protocol = "tcp"
+vip = "203.0.113.5"
+port = 21
+scheduler = "rr"
+[service.ftp]
+control_ports = [21]
+max_expectations_per_connection = 2
+[[service.server]]
+address = "198.51.100.11"
+[[service.server]]
+address = "198.51.100.12"
+
+[[service]]
+name = "ftp-fnat"
+protocol = "tcp"
+vip = "203.0.113.6"
+port = 21
+forward = "fnat"
+local_addresses = ["198.51.100.2"]
+[service.ftp]
+control_ports = [21]
+[[service.server]]
+address = "198.51.100.11"
+
+[[service]]
+name = "ftp-dr"
+protocol = "tcp"
+vip = "203.0.113.7"
+ports = ["21", "10000-10100"]
+forward = "dr"
+scheduler = "rr"
+[service.ftp]
+control_ports = [21]
+[[service.server]]
+address = "198.51.100.11"
+[[service.server]]
+address = "198.51.100.12"
+"#;
+
+/// The worker and the slow path, in one test harness.
+struct Rig {
+    p: Pipeline<Vec<u8>>,
+    helper: Helper,
+    io: RigIo,
+    now: Instant,
+}
+
+#[derive(Default)]
+struct RigIo {
+    sent: Vec<(u16, Vec<u8>)>,
+    slow: Vec<SlowMsg<Vec<u8>>>,
+}
+
+impl Io<Vec<u8>> for RigIo {
+    fn alloc(&mut self) -> Option<Vec<u8>> {
+        Some(Vec::new())
+    }
+    fn send(&mut self, port: u16, buf: Vec<u8>) {
+        self.sent.push((port, buf));
+    }
+    fn slow_path(&mut self, msg: SlowMsg<Vec<u8>>) -> Result<(), SlowMsg<Vec<u8>>> {
+        self.slow.push(msg);
+        Ok(())
+    }
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let cfg = Config::parse(CONFIG, Path::new("ftp-test.toml")).unwrap();
+        let expect = Arc::new(Expectations::new(cfg.ftp.max_expectations));
+        let mut p = Pipeline::new(&cfg, &[CLIENT_MAC, SERVER_MAC], 0, Instant::ZERO);
+        p.set_expectations(Arc::clone(&expect));
+        Rig {
+            p,
+            helper: Helper::new(&cfg, expect),
+            io: RigIo::default(),
+            now: Instant::from_secs(1),
+        }
+    }
+
+    /// Put one frame through the worker and then the slow path; return what left rvs.
+    fn put(&mut self, port: u16, frame: Vec<u8>) -> Vec<(u16, Vec<u8>)> {
+        self.p.process(port, frame, self.now, &mut self.io);
+        self.p.poll(self.now, &mut self.io);
+        for msg in std::mem::take(&mut self.io.slow) {
+            if let Some(out) = slowpath::handle(&mut self.helper, msg, self.now, drop) {
+                self.io.sent.push(out);
+            }
+        }
+        self.helper.poll(self.now);
+        std::mem::take(&mut self.io.sent)
+    }
+
+    fn one(&mut self, port: u16, frame: Vec<u8>) -> Seg {
+        let out = self.put(port, frame);
+        assert_eq!(out.len(), 1, "one frame out, got {}", out.len());
+        seg(&out[0].1)
+    }
+
+    fn ftp(&self, svc: usize, c: FtpCounter) -> u64 {
+        let layout = self.p.layout();
+        self.p.counters().get(layout.ftp(svc, c)) + self.helper.counters().get(layout.ftp(svc, c))
+    }
+
+    fn dropped(&self, r: DropReason) -> u64 {
+        self.p.counters().get(Layout::drop(r)) + self.helper.counters().get(Layout::drop(r))
+    }
+
+    fn counter(&self, c: Counter) -> u64 {
+        self.p.counters().get(Layout::counter(c))
+    }
+}
+
+/// A decoded TCP segment, checksums verified.
+#[derive(Debug, Clone)]
+struct Seg {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    syn: bool,
+    fin: bool,
+    payload: Vec<u8>,
+    sack: Vec<(u32, u32)>,
+}
+
+fn seg(frame: &[u8]) -> Seg {
+    let s = SlicedPacket::from_ethernet(frame).expect("decodes");
+    let Some(NetSlice::Ipv4(ip)) = &s.net else {
+        panic!("not IPv4")
+    };
+    let h = ip.header();
+    assert_eq!(
+        h.to_header().calc_header_checksum(),
+        h.header_checksum(),
+        "IP checksum"
+    );
+    assert_eq!(
+        usize::from(h.total_len()),
+        frame.len() - 14,
+        "IP total length"
+    );
+    let (src, dst) = (h.source_addr(), h.destination_addr());
+    let Some(TransportSlice::Tcp(t)) = &s.transport else {
+        panic!("not TCP")
+    };
+    let th = t.to_header();
+    assert_eq!(
+        th.calc_checksum_ipv4(&ip.header().to_header(), t.payload())
+            .unwrap(),
+        t.checksum(),
+        "TCP checksum"
+    );
+    let mut sack = Vec::new();
+    for o in th.options_iterator() {
+        if let Ok(etherparse::TcpOptionElement::SelectiveAcknowledgement(first, rest)) = o {
+            sack.push(first);
+            sack.extend(rest.iter().flatten().copied());
+        }
+    }
+    Seg {
+        src,
+        dst,
+        sport: t.source_port(),
+        dport: t.destination_port(),
+        seq: t.sequence_number(),
+        ack: t.acknowledgment_number(),
+        syn: t.syn(),
+        fin: t.fin(),
+        payload: t.payload().to_vec(),
+        sack,
+    }
+}
+
+/// A TCP segment on the wire. `flags`: S(YN) A(CK) F(IN) R(ST) P(SH).
+#[allow(clippy::too_many_arguments)]
+fn tcp(
+    mac: ([u8; 6], MacAddr),
+    src: [u8; 4],
+    dst: [u8; 4],
+    ports: (u16, u16),
+    seq: u32,
+    ack: u32,
+    flags: &str,
+    payload: &[u8],
+    sack: &[(u32, u32)],
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(mac.0, mac.1 .0)
+        .ipv4(src, dst, 64)
+        .tcp(ports.0, ports.1, seq, 65535);
+    for f in flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'A' => b.ack(ack),
+            'F' => b.fin(),
+            'R' => b.rst(),
+            'P' => b.psh(),
+            _ => b,
+        };
+    }
+    if !sack.is_empty() {
+        let mut opts = vec![
+            etherparse::TcpOptionElement::Noop,
+            etherparse::TcpOptionElement::Noop,
+        ];
+        let mut rest = [None, None, None];
+        for (i, s) in sack.iter().skip(1).enumerate() {
+            rest[i] = Some(*s);
+        }
+        opts.push(etherparse::TcpOptionElement::SelectiveAcknowledgement(
+            sack[0], rest,
+        ));
+        b = b.options(&opts).unwrap();
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+const C_ISN: u32 = 1_000;
+const S_ISN: u32 = 50_000;
+const CPORT: u16 = 40_000;
+
+/// A control connection set up through rvs; returns the server it went to and the client's
+/// and the server's next sequence numbers.
+struct Ctl {
+    vip: [u8; 4],
+    server: Ipv4Addr,
+    /// Where the server sees the client (the client itself, or the local address in full NAT).
+    peer: (Ipv4Addr, u16),
+    c_next: u32,
+    s_next: u32,
+}
+
+fn client_seg(vip: [u8; 4], seq: u32, ack: u32, flags: &str, data: &[u8]) -> Vec<u8> {
+    tcp(
+        (PEER_C, CLIENT_MAC),
+        CLIENT,
+        vip,
+        (CPORT, 21),
+        seq,
+        ack,
+        flags,
+        data,
+        &[],
+    )
+}
+
+fn server_seg(
+    c: &Ctl,
+    seq: u32,
+    ack: u32,
+    flags: &str,
+    data: &[u8],
+    sack: &[(u32, u32)],
+) -> Vec<u8> {
+    tcp(
+        (PEER_S1, SERVER_MAC),
+        c.server.octets(),
+        c.peer.0.octets(),
+        (21, c.peer.1),
+        seq,
+        ack,
+        flags,
+        data,
+        sack,
+    )
+}
+
+fn connect(r: &mut Rig, vip: [u8; 4]) -> Ctl {
+    let out = r.put(0, client_seg(vip, C_ISN, 0, "S", b""));
+    assert_eq!(out.len(), 1);
+    let mut syn = seg(&out[0].1);
+    assert!(syn.syn);
+    if vip == VIP_DR {
+        // DR leaves the IP header alone: the server is told by the destination MAC.
+        assert_eq!(syn.dst, Ipv4Addr::from(VIP_DR));
+        syn.dst = if out[0].1[5] == 0x11 {
+            Ipv4Addr::from(S1)
+        } else {
+            Ipv4Addr::new(198, 51, 100, 12)
+        };
+    }
+    let mut c = Ctl {
+        vip,
+        server: syn.dst,
+        peer: (syn.src, syn.sport),
+        c_next: C_ISN + 1,
+        s_next: S_ISN + 1,
+    };
+    if vip == VIP_DR {
+        return c; // DR: the server answers the client directly.
+    }
+    let sa = r.one(1, server_seg(&c, S_ISN, C_ISN + 1, "SA", b"", &[]));
+    assert!(sa.syn);
+    assert_eq!(sa.src, Ipv4Addr::from(vip), "the client sees the VIP");
+    let banner = b"220 rvs-srv\r\n";
+    let b = r.one(1, server_seg(&c, c.s_next, c.c_next, "AP", banner, &[]));
+    assert_eq!(b.payload, banner);
+    c.s_next += banner.len() as u32;
+    c
+}
+
+/// The client sends a command line; returns what the server got.
+fn command(r: &mut Rig, c: &mut Ctl, line: &[u8]) -> Seg {
+    let s = r.one(0, client_seg(c.vip, c.c_next, c.s_next, "AP", line));
+    c.c_next += line.len() as u32;
+    s
+}
+
+/// The server sends a reply line; returns what the client got.
+fn reply(r: &mut Rig, c: &mut Ctl, line: &[u8]) -> Seg {
+    let s = r.one(1, server_seg(c, c.s_next, c.c_next, "AP", line, &[]));
+    c.s_next += line.len() as u32;
+    s
+}
+
+#[test]
+fn nat_passive_227_is_rewritten_sequence_adjusted_and_opens_one_data_connection() {
+    let mut r = Rig::new();
+    let mut c = connect(&mut r, VIP_NAT);
+    assert_eq!(c.peer, (Ipv4Addr::from(CLIENT), CPORT));
+    let srv = c.server.octets();
+    let pasv = command(&mut r, &mut c, b"PASV\r\n");
+    assert_eq!(pasv.payload, b"PASV\r\n");
+    let before = c.s_next;
+    let line = format!(
+        "227 Entering Passive Mode ({},{},{},{},39,16).\r\n",
+        srv[0], srv[1], srv[2], srv[3]
+    );
+    let got = reply(&mut r, &mut c, line.as_bytes());
+    assert_eq!(
+        got.payload,
+        b"227 Entering Passive Mode (203,0,113,5,39,16).\r\n".to_vec()
+    );
+    assert_eq!(
+        got.seq, before,
+        "bytes before the change keep their numbers"
+    );
+    let delta = got.payload.len() as i64 - line.len() as i64;
+    assert_eq!(delta, -2);
+    assert_eq!(r.ftp(0, FtpCounter::Rewrites), 1);
+    assert_eq!(r.ftp(0, FtpCounter::ExpectCreated), 1);
+
+    // The next server segment is shifted; the client's ACK of it is shifted back.
+    let next = reply(&mut r, &mut c, b"150 ok\r\n");
+    assert_eq!(next.seq as i64, (c.s_next - 8) as i64 + delta);
+    let acked = r.one(
+        0,
+        client_seg(c.vip, c.c_next, (c.s_next as i64 + delta) as u32, "A", b""),
+    );
+    assert_eq!(acked.ack, c.s_next, "the server sees its own numbering");
+    // A retransmission of the rewritten reply is rewritten again, at its old number.
+    let again = r.one(
+        1,
+        server_seg(&c, before, c.c_next, "AP", line.as_bytes(), &[]),
+    );
+    assert_eq!(again.payload, got.payload);
+    assert_eq!(again.seq, before);
+    // SACK edges from the client are mapped back too.
+    let sacked = r.one(
+        0,
+        tcp(
+            (PEER_C, CLIENT_MAC),
+            CLIENT,
+            VIP_NAT,
+            (CPORT, 21),
+            c.c_next,
+            before,
+            "A",
+            b"",
+            &[(
+                (c.s_next as i64 - 8 + delta) as u32,
+                (c.s_next as i64 + delta) as u32,
+            )],
+        ),
+    );
+    assert_eq!(sacked.ack, before);
+    assert_eq!(sacked.sack, vec![(c.s_next - 8, c.s_next)]);
+
+    // The data connection: client → VIP:10000 reaches the control connection's server.
+    let syn = r.one(
+        0,
+        tcp(
+            (PEER_C, CLIENT_MAC),
+            CLIENT,
+            VIP_NAT,
+            (40_001, 10_000),
+            7,
+            0,
+            "S",
+            b"",
+            &[],
+        ),
+    );
+    assert_eq!((syn.dst, syn.dport), (c.server, 10_000));
+    assert_eq!(r.counter(Counter::FtpDataFlows), 1);
+    assert_eq!(r.ftp(0, FtpCounter::ExpectUsed), 1);
+    // Single use: a second connection to that port is not expected.
+    assert!(r
+        .put(
+            0,
+            tcp(
+                (PEER_C, CLIENT_MAC),
+                CLIENT,
+                VIP_NAT,
+                (40_002, 10_000),
+                7,
+                0,
+                "S",
+                b"",
+                &[]
+            )
+        )
+        .is_empty());
+    assert_eq!(r.dropped(DropReason::NoService), 1);
+}
+
+#[test]
+fn nat_policy_refusals_are_counted_and_the_line_goes_through() {
+    let mut r = Rig::new();
+    let mut c = connect(&mut r, VIP_NAT);
+    // PORT naming another host, a port below 1024, another family.
+    for (line, counter) in [
+        (
+            &b"PORT 203,0,113,99,200,10\r\n"[..],
+            FtpCounter::RefusedAddress,
+        ),
+        (b"PORT 203,0,113,10,0,21\r\n", FtpCounter::RefusedLowPort),
+        (b"EPRT |2|2001:db8::1|5000|\r\n", FtpCounter::RefusedFamily),
+        (b"PORT 1,2,3\r\n", FtpCounter::RefusedMalformed),
+    ] {
+        let got = command(&mut r, &mut c, line);
+        assert_eq!(got.payload, line, "unchanged");
+        assert_eq!(r.ftp(0, counter), 1, "{counter:?}");
+    }
+    // A 227 that names another host than the real server.
+    let got = reply(&mut r, &mut c, b"227 =192,0,2,99,39,16\r\n");
+    assert_eq!(got.payload, b"227 =192,0,2,99,39,16\r\n");
+    assert_eq!(r.ftp(0, FtpCounter::RefusedServer), 1);
+    assert_eq!(r.ftp(0, FtpCounter::ExpectCreated), 0);
+    // The per-connection cap (2 in this config).
+    for _ in 0..3 {
+        command(&mut r, &mut c, b"PORT 203,0,113,10,200,10\r\n");
+    }
+    assert_eq!(r.ftp(0, FtpCounter::ExpectCreated), 2);
+    assert_eq!(r.ftp(0, FtpCounter::RefusedConnCap), 1);
+    // The control connection carried on throughout.
+    let ok = command(&mut r, &mut c, b"NOOP\r\n");
+    assert_eq!(ok.payload, b"NOOP\r\n");
+}
+
+#[test]
+fn nat_active_port_lets_the_server_connect_back_as_the_vip() {
+    let mut r = Rig::new();
+    let mut c = connect(&mut r, VIP_NAT);
+    let got = command(&mut r, &mut c, b"PORT 203,0,113,10,200,10\r\n");
+    assert_eq!(
+        got.payload, b"PORT 203,0,113,10,200,10\r\n",
+        "NAT leaves PORT alone"
+    );
+    let syn = r.one(
+        1,
+        tcp(
+            (PEER_S1, SERVER_MAC),
+            c.server.octets(),
+            CLIENT,
+            (20, 51_210),
+            9,
+            0,
+            "S",
+            b"",
+            &[],
+        ),
+    );
+    assert_eq!(
+        (syn.src, syn.sport, syn.dst, syn.dport),
+        (Ipv4Addr::from(VIP_NAT), 20, Ipv4Addr::from(CLIENT), 51_210)
+    );
+    // The client's answer goes back to the server.
+    let sa = r.one(
+        0,
+        tcp(
+            (PEER_C, CLIENT_MAC),
+            CLIENT,
+            VIP_NAT,
+            (51_210, 20),
+            100,
+            10,
+            "SA",
+            b"",
+            &[],
+        ),
+    );
+    assert_eq!((sa.dst, sa.dport), (c.server, 20));
+    // Ending the control connection revokes what is left (nothing here) and forgets it.
+    r.now = r.now + Duration::from_secs(100_000);
+    r.put(0, client_seg(VIP_NAT, 1, 0, "R", b""));
+    assert_eq!(r.ftp(0, FtpCounter::ExpectUsed), 1);
+}
+
+#[test]
+fn fnat_active_port_is_rewritten_to_a_local_address_and_mapped_back() {
+    let mut r = Rig::new();
+    let mut c = connect(&mut r, VIP_FNAT);
+    assert_eq!(c.peer.0, Ipv4Addr::from(LADDR));
+    let line = b"PORT 203,0,113,10,200,10\r\n";
+    let got = command(&mut r, &mut c, line);
+    let text = String::from_utf8(got.payload.clone()).unwrap();
+    let nums: Vec<u16> = text
+        .trim_start_matches("PORT ")
+        .trim_end()
+        .split(',')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(&nums[..4], &[198, 51, 100, 2], "{text}");
+    let lport = nums[4] * 256 + nums[5];
+    assert!(lport >= rvs::lb::laddr::FTP_ACTIVE_FIRST, "{lport}");
+    assert_eq!(r.ftp(1, FtpCounter::Rewrites), 1);
+    let delta = got.payload.len() as i64 - line.len() as i64;
+    // The server's ACK of the rewritten command is mapped back for the client.
+    let ack_new = (c.c_next as i64 + delta) as u32;
+    let a = r.one(1, server_seg(&c, c.s_next, ack_new, "A", b"", &[]));
+    assert_eq!(a.ack, c.c_next);
+    // The server connects to the local address; the client sees the VIP.
+    let syn = r.one(
+        1,
+        tcp(
+            (PEER_S1, SERVER_MAC),
+            c.server.octets(),
+            LADDR,
+            (20, lport),
+            9,
+            0,
+            "S",
+            b"",
+            &[],
+        ),
+    );
+    assert_eq!(
+        (syn.src, syn.sport, syn.dst, syn.dport),
+        (Ipv4Addr::from(VIP_FNAT), 20, Ipv4Addr::from(CLIENT), 51_210)
+    );
+    let back = r.one(
+        0,
+        tcp(
+            (PEER_C, CLIENT_MAC),
+            CLIENT,
+            VIP_FNAT,
+            (51_210, 20),
+            100,
+            10,
+            "SA",
+            b"",
+            &[],
+        ),
+    );
+    assert_eq!(
+        (back.src, back.sport, back.dst, back.dport),
+        (Ipv4Addr::from(LADDR), lport, c.server, 20)
+    );
+}
+
+#[test]
+fn fnat_passive_uses_a_fresh_local_port() {
+    let mut r = Rig::new();
+    let mut c = connect(&mut r, VIP_FNAT);
+    let got = reply(
+        &mut r,
+        &mut c,
+        b"229 Entering Extended Passive Mode (|||10042|)\r\n",
+    );
+    assert_eq!(
+        got.payload,
+        b"229 Entering Extended Passive Mode (|||10042|)\r\n"
+    );
+    let syn = r.one(
+        0,
+        tcp(
+            (PEER_C, CLIENT_MAC),
+            CLIENT,
+            VIP_FNAT,
+            (40_100, 10_042),
+            7,
+            0,
+            "S",
+            b"",
+            &[],
+        ),
+    );
+    assert_eq!(
+        (syn.src, syn.dst, syn.dport),
+        (Ipv4Addr::from(LADDR), c.server, 10_042)
+    );
+}
+
+#[test]
+fn dr_pasv_pins_the_next_data_connection_to_the_control_server() {
+    let mut r = Rig::new();
+    // rr alternates: without the pin, the data connection would go to the other server.
+    for round in 0..2 {
+        let mut c = connect(&mut r, VIP_DR);
+        let server = c.server;
+        let cmd = b"EPSV\r\n";
+        let s = r.one(0, client_seg(VIP_DR, c.c_next, 1, "AP", cmd));
+        c.c_next += cmd.len() as u32;
+        assert_eq!(s.payload, cmd);
+        let syn = r.put(
+            0,
+            tcp(
+                (PEER_C, CLIENT_MAC),
+                CLIENT,
+                VIP_DR,
+                (41_000 + round, 10_007),
+                7,
+                0,
+                "S",
+                b"",
+                &[],
+            ),
+        );
+        assert_eq!(syn.len(), 1);
+        // DR keeps the IP header: the frame goes to the server's MAC.
+        let mac: [u8; 6] = syn[0].1[0..6].try_into().unwrap();
+        let want = if server == Ipv4Addr::from(S1) {
+            [0x02, 0x55, 0, 0, 0, 0x11]
+        } else {
+            [0x02, 0x55, 0, 0, 0, 0x12]
+        };
+        assert_eq!(
+            mac, want,
+            "round {round}: data to the control connection's server"
+        );
+        // Close the control connection so the next round starts a new one.
+        r.put(0, client_seg(VIP_DR, c.c_next, 1, "R", b""));
+    }
+    assert_eq!(r.ftp(2, FtpCounter::ExpectUsed), 2);
+}
+
+#[test]
+fn a_227_split_across_segments_is_held_back_until_whole() {
+    let mut r = Rig::new();
+    let mut c = connect(&mut r, VIP_NAT);
+    let srv = c.server.octets();
+    let line = format!(
+        "227 Entering Passive Mode ({},{},{},{},39,17)\r\n",
+        srv[0], srv[1], srv[2], srv[3]
+    );
+    // A segment that ends inside such a line is cut at the line start, and loses its FIN
+    // (TCP resends both).
+    let mut partial = b"150 ok\r\n".to_vec();
+    partial.extend_from_slice(&line.as_bytes()[..5]);
+    let cut = r.one(1, server_seg(&c, c.s_next, c.c_next, "APF", &partial, &[]));
+    assert_eq!(cut.payload, b"150 ok\r\n");
+    assert!(!cut.fin);
+    c.s_next += 8;
+    let (a, b) = line.as_bytes().split_at(12);
+    // The first half alone: held back (TCP will resend it with the rest).
+    assert!(r
+        .put(1, server_seg(&c, c.s_next, c.c_next, "AP", a, &[]))
+        .is_empty());
+    assert_eq!(r.dropped(DropReason::FtpHeldBack), 1);
+    // The second half arrives ahead of the gap: dropped, resent in order.
+    assert!(r
+        .put(
+            1,
+            server_seg(&c, c.s_next + a.len() as u32, c.c_next, "AP", b, &[])
+        )
+        .is_empty());
+    assert_eq!(r.dropped(DropReason::FtpOutOfOrder), 1);
+    // The retransmission carries the whole line: rewritten.
+    let got = reply(&mut r, &mut c, line.as_bytes());
+    assert_eq!(
+        got.payload,
+        b"227 Entering Passive Mode (203,0,113,5,39,17)\r\n"
+    );
+}
+
+#[test]
+fn auth_tls_stops_parsing_for_good() {
+    let mut r = Rig::new();
+    let mut c = connect(&mut r, VIP_NAT);
+    command(&mut r, &mut c, b"AUTH TLS\r\n");
+    reply(&mut r, &mut c, b"234 Proceed with negotiation.\r\n");
+    assert_eq!(r.ftp(0, FtpCounter::TlsFallbacks), 1);
+    let srv = c.server.octets();
+    let line = format!(
+        "227 ({},{},{},{},39,16)\r\n",
+        srv[0], srv[1], srv[2], srv[3]
+    );
+    let got = reply(&mut r, &mut c, line.as_bytes());
+    assert_eq!(got.payload, line.as_bytes(), "not parsed after TLS");
+    assert_eq!(r.ftp(0, FtpCounter::ExpectCreated), 0);
+}
+
+#[test]
+fn expectations_lapse_and_are_counted() {
+    let mut r = Rig::new();
+    let mut c = connect(&mut r, VIP_NAT);
+    let srv = c.server.octets();
+    let line = format!(
+        "227 ({},{},{},{},39,18)\r\n",
+        srv[0], srv[1], srv[2], srv[3]
+    );
+    reply(&mut r, &mut c, line.as_bytes());
+    r.now = r.now + Duration::from_secs(301);
+    r.helper.poll(r.now);
+    assert_eq!(r.ftp(0, FtpCounter::ExpectExpired), 1);
+    assert!(r
+        .put(
+            0,
+            tcp(
+                (PEER_C, CLIENT_MAC),
+                CLIENT,
+                VIP_NAT,
+                (40_003, 10_002),
+                7,
+                0,
+                "S",
+                b"",
+                &[]
+            )
+        )
+        .is_empty());
+    let _ = LocalBlock::new(0);
+}
