@@ -332,6 +332,11 @@ fn server_seg(
 }
 
 fn connect(r: &mut Rig, vip: [u8; 4]) -> Ctl {
+    connect_isn(r, vip, S_ISN)
+}
+
+/// [`connect`] with the server's initial sequence number chosen (to cross 2^32).
+fn connect_isn(r: &mut Rig, vip: [u8; 4], s_isn: u32) -> Ctl {
     let out = r.put(0, client_seg(vip, C_ISN, 0, "S", b""));
     assert_eq!(out.len(), 1);
     let mut syn = seg(&out[0].1);
@@ -350,18 +355,18 @@ fn connect(r: &mut Rig, vip: [u8; 4]) -> Ctl {
         server: syn.dst,
         peer: (syn.src, syn.sport),
         c_next: C_ISN + 1,
-        s_next: S_ISN + 1,
+        s_next: s_isn.wrapping_add(1),
     };
     if vip == VIP_DR {
         return c; // DR: the server answers the client directly.
     }
-    let sa = r.one(1, server_seg(&c, S_ISN, C_ISN + 1, "SA", b"", &[]));
+    let sa = r.one(1, server_seg(&c, s_isn, C_ISN + 1, "SA", b"", &[]));
     assert!(sa.syn);
     assert_eq!(sa.src, Ipv4Addr::from(vip), "the client sees the VIP");
     let banner = b"220 rvs-srv\r\n";
     let b = r.one(1, server_seg(&c, c.s_next, c.c_next, "AP", banner, &[]));
     assert_eq!(b.payload, banner);
-    c.s_next += banner.len() as u32;
+    c.s_next = c.s_next.wrapping_add(banner.len() as u32);
     c
 }
 
@@ -787,4 +792,148 @@ fn expectations_lapse_and_are_counted() {
         )
         .is_empty());
     let _ = LocalBlock::new(0);
+}
+
+/// A server's reply stream sent through rvs by a simulated TCP sender (go-back-N from the
+/// cumulative ACK, with spurious retransmissions of old ranges), cut into arbitrary segments:
+/// the client must reassemble exactly the stream with every 227 rewritten, and every 227 must
+/// publish one expectation.
+mod any_segmentation {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The stream the server sends, what the client must get (only the first two 227s are
+    /// rewritten: the service's per-connection cap is 2), and how many 227s there are.
+    fn lines(kinds: &[u8], srv: [u8; 4]) -> (Vec<u8>, Vec<u8>, usize) {
+        let (mut orig, mut want, mut n227) = (Vec::new(), Vec::new(), 0);
+        for (i, k) in kinds.iter().enumerate() {
+            let port = 10_000 + i as u16;
+            let (a, b) = match k % 4 {
+                0 if n227 >= 2 => {
+                    n227 += 1;
+                    let l = format!(
+                        "227 Entering Passive Mode ({},{},{},{},{},{}).\r\n",
+                        srv[0],
+                        srv[1],
+                        srv[2],
+                        srv[3],
+                        port >> 8,
+                        port & 255
+                    );
+                    (l.clone(), l)
+                }
+                0 => {
+                    n227 += 1;
+                    (
+                        format!(
+                            "227 Entering Passive Mode ({},{},{},{},{},{}).\r\n",
+                            srv[0],
+                            srv[1],
+                            srv[2],
+                            srv[3],
+                            port >> 8,
+                            port & 255
+                        ),
+                        format!(
+                            "227 Entering Passive Mode (203,0,113,5,{},{}).\r\n",
+                            port >> 8,
+                            port & 255
+                        ),
+                    )
+                }
+                1 => {
+                    let l = "150 Here comes the directory listing.\r\n".to_string();
+                    (l.clone(), l)
+                }
+                2 => {
+                    // A multi-line reply whose inner line looks like a 227: never rewritten.
+                    let l = format!(
+                        "211-Status\r\n227 ({},{},{},{},1,1)\r\n211 End\r\n",
+                        srv[0], srv[1], srv[2], srv[3]
+                    );
+                    (l.clone(), l)
+                }
+                _ => {
+                    let l = "226 Transfer complete.\r\n".to_string();
+                    (l.clone(), l)
+                }
+            };
+            orig.extend_from_slice(a.as_bytes());
+            want.extend_from_slice(b.as_bytes());
+        }
+        (orig, want, n227)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn the_client_gets_the_rewritten_stream(
+            kinds in proptest::collection::vec(0u8..4, 1..12),
+            cuts in proptest::collection::vec(1usize..90, 1..40),
+            replays in proptest::collection::vec((0usize..2000, 1usize..60), 0..6),
+            s_isn in prop_oneof![Just(50_000u32), Just(u32::MAX - 300), any::<u32>()],
+        ) {
+            let mut r = Rig::new();
+            let c = connect_isn(&mut r, VIP_NAT, s_isn);
+            let (orig, want, n227) = lines(&kinds, c.server.octets());
+            let base = c.s_next; // server sequence number of orig[0]
+            let shift_base = base; // the banner was not rewritten: same base on both sides
+            let mut recv: Vec<Option<u8>> = vec![None; want.len()];
+            let (mut una, mut nxt, mut k) = (0usize, 0usize, 0usize);
+            // After a loss TCP retransmits from the first unacknowledged byte, coalescing up to
+            // a full segment.
+            let mut coalesce = false;
+            let mut replays = replays.into_iter();
+            for round in 0..2000 {
+                if una >= orig.len() {
+                    break;
+                }
+                // Now and then, a spurious retransmission of something already acknowledged.
+                let (start, len) = match (round % 5 == 4, una > 0) {
+                    (true, true) => match replays.next() {
+                        Some((s, l)) => (s % una, l.min(una - s % una)),
+                        None => (nxt, cuts[k % cuts.len()]),
+                    },
+                    _ if coalesce => (nxt, 1400),
+                    _ => (nxt, cuts[k % cuts.len()]),
+                };
+                coalesce = false;
+                let len = len.min(orig.len() - start).max(1);
+                if start == nxt {
+                    k += 1;
+                }
+                let frame = server_seg(&c, base.wrapping_add(start as u32), c.c_next, "AP", &orig[start..start + len], &[]);
+                let out = r.put(1, frame);
+                if start == nxt {
+                    nxt = start + len;
+                }
+                for (_, f) in &out {
+                    let s = seg(f);
+                    let at = s.seq.wrapping_sub(shift_base) as usize;
+                    for (j, b) in s.payload.iter().enumerate() {
+                        let slot = &mut recv[at + j];
+                        prop_assert!(slot.is_none() || *slot == Some(*b), "a resent byte differs at {}", at + j);
+                        *slot = Some(*b);
+                    }
+                }
+                // The client acknowledges what it holds in order; rvs maps it back.
+                let have = recv.iter().take_while(|b| b.is_some()).count();
+                let ack = r.one(0, client_seg(VIP_NAT, c.c_next, shift_base.wrapping_add(have as u32), "A", b""));
+                una = ack.ack.wrapping_sub(base) as usize;
+                if (out.is_empty() && start >= una) || nxt < una {
+                    nxt = una; // go back: resend from the first unacknowledged byte
+                    coalesce = true;
+                }
+            }
+            prop_assert_eq!(una, orig.len(), "the transfer completed");
+            let got: Vec<u8> = recv.iter().map(|b| b.unwrap_or(b'?')).collect();
+            prop_assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+            // This service allows 2 live expectations per connection; the rest are refused and
+            // go through unchanged (and `want` has them rewritten only while under the cap).
+            let created = n227.min(2);
+            prop_assert_eq!(r.ftp(0, FtpCounter::ExpectCreated) as usize, created);
+            prop_assert_eq!(r.ftp(0, FtpCounter::Rewrites) as usize, created);
+            prop_assert_eq!(r.ftp(0, FtpCounter::RefusedConnCap) as usize, n227 - created);
+        }
+    }
 }

@@ -377,6 +377,9 @@ impl Helper {
                         self.publish(meta, e, None, policy);
                     }
                     ForwardMethod::Fnat => {
+                        if self.at_cap(meta, policy) {
+                            return;
+                        }
                         let Some(lport) = self.active_ports.alloc(meta.laddr, meta.key.worker)
                         else {
                             return self.count(svc, FtpCounter::RefusedTableFull);
@@ -448,6 +451,9 @@ impl Helper {
                 }
                 if port < 1024 {
                     return self.count(svc, FtpCounter::RefusedLowPort);
+                }
+                if self.at_cap(meta, policy) {
+                    return;
                 }
                 if let Some(_addr) = addr {
                     let text = mangle::port_arg(meta.key.vip, port);
@@ -528,6 +534,17 @@ impl Helper {
             master: meta.conn,
             expires: now + policy.timeout,
         }
+    }
+
+    /// True (and counted) when the control connection already holds its maximum of live
+    /// expectations: checked before a rewrite, so a refused line goes through unchanged.
+    fn at_cap(&mut self, meta: &CtlMeta, policy: Policy) -> bool {
+        let held = self.conns.get(&meta.key).map_or(0, |c| c.expects.len());
+        if held >= policy.per_conn as usize {
+            self.count(meta.service, FtpCounter::RefusedConnCap);
+            return true;
+        }
+        false
     }
 
     fn publish(
