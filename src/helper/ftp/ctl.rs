@@ -36,7 +36,7 @@ use hashbrown::HashMap;
 use super::expect::{ExpectId, ExpectKind, Expectation, Expectations, Outcome};
 use super::mangle;
 use super::parse::{self, Event, Item, Side, StreamParser};
-use super::seqadj::ChangeLog;
+use super::seqadj::{ChangeLog, SeqError};
 use crate::config::{Config, ForwardMethod};
 use crate::flow::Dir;
 use crate::lb::laddr::FTP_ACTIVE_FIRST;
@@ -601,6 +601,15 @@ impl Helper {
             return Ok(());
         }
         let unmappable = |_| DropReason::FtpSeqUnmappable;
+        let mut cut = cut;
+        if !mine.log.is_empty() && mine.log.map_seq(seq, cut) == Err(SeqError::Straddles) {
+            // A resend that ends inside a rewritten range (the sender's segment size shrank):
+            // send the bytes before it; the peer's ACK makes the next resend start there.
+            cut = mine.log.clean_prefix_len(seq, cut).map_err(unmappable)?;
+            if cut == 0 {
+                return Err(DropReason::FtpSeqUnmappable);
+            }
+        }
         let new_seq = if mine.log.is_empty() {
             seq
         } else {
