@@ -155,6 +155,10 @@ pub struct FtpGlobalConfig {
     /// Slots in each worker's ring to the slow path; a full ring drops the packet and counts it.
     #[serde(default = "default_slow_ring")]
     pub ring_size: usize,
+    /// CPU to pin the slow-path thread to (default: not pinned; give it a core of its own on
+    /// an appliance).
+    #[serde(default)]
+    pub slow_path_cpu: Option<usize>,
 }
 
 impl Default for FtpGlobalConfig {
@@ -162,6 +166,7 @@ impl Default for FtpGlobalConfig {
         FtpGlobalConfig {
             max_expectations: default_max_expectations(),
             ring_size: default_slow_ring(),
+            slow_path_cpu: None,
         }
     }
 }

@@ -304,6 +304,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
                 "through the workers' TX queues (a device has no spare TX queue)"
             }
         );
+        let cpu = cfg.ftp.slow_path_cpu;
         let sp = SlowPath {
             helper: Helper::new(cfg, Arc::clone(&expect)),
             inboxes: Arc::clone(&mail.slow),
@@ -319,7 +320,14 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
         Some(
             std::thread::Builder::new()
                 .name("rvs-slowpath".into())
-                .spawn(move || sp.run(clock))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                            eprintln!("rvs: cannot pin the slow path to CPU {cpu}; it runs unpinned");
+                        }
+                    }
+                    sp.run(clock)
+                })
                 .map_err(|e| RunError(format!("cannot start the slow-path thread: {e}")))?,
         )
     } else {
