@@ -1109,14 +1109,6 @@ impl<B: PacketBuf> Pipeline<B> {
                 (c, Dir::Reply)
             }
         };
-        let master_key = FlowKey {
-            src: e.client,
-            dst: vip,
-            sport: 0,
-            dport: 0,
-            proto: ipproto::TCP,
-        };
-        let _ = master_key;
         let free_local = |me: &mut Self, c: &Conn| {
             if c.fnat && c.lport < FTP_ACTIVE_FIRST {
                 if let Some(l) = me.lports.get_mut(usize::from(c.service)) {
