@@ -155,8 +155,8 @@ pub struct FtpGlobalConfig {
     /// Slots in each worker's ring to the slow path; a full ring drops the packet and counts it.
     #[serde(default = "default_slow_ring")]
     pub ring_size: usize,
-    /// CPU to pin the slow-path thread to (default: not pinned; give it a core of its own on
-    /// an appliance).
+    /// CPU to pin the slow-path thread to (default: the highest online CPU that runs no worker,
+    /// else unpinned; give it a core of its own on an appliance).
     #[serde(default)]
     pub slow_path_cpu: Option<usize>,
 }

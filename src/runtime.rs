@@ -304,7 +304,19 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
                 "through the workers' TX queues (a device has no spare TX queue)"
             }
         );
-        let cpu = cfg.ftp.slow_path_cpu;
+        // Not on a worker's CPU when there is a free one: a thread started here would inherit
+        // the main lcore's affinity and compete with worker 0 for it.
+        let mut busy = vec![dpdk::main_lcore() as usize];
+        busy.extend(remote.iter().take(n - 1).map(|l| *l as usize));
+        let cpu = cfg.ftp.slow_path_cpu.or_else(|| spare_cpu(&busy));
+        println!(
+            "rvs: slow path {}",
+            match cpu {
+                Some(c) => format!("on CPU {c}"),
+                None =>
+                    "unpinned (every CPU runs a worker; give it one with ftp.slow_path_cpu)".into(),
+            }
+        );
         let sp = SlowPath {
             helper: Helper::new(cfg, Arc::clone(&expect)),
             inboxes: Arc::clone(&mail.slow),
@@ -323,7 +335,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
                 .spawn(move || {
                     if let Some(cpu) = cpu {
                         if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-                            eprintln!("rvs: cannot pin the slow path to CPU {cpu}; it runs unpinned");
+                            eprintln!(
+                                "rvs: cannot pin the slow path to CPU {cpu}; it runs unpinned"
+                            );
                         }
                     }
                     sp.run(clock)
@@ -394,6 +408,20 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
         return Err(RunError(format!("a worker stopped with an error: {rcs:?}")));
     }
     Ok(())
+}
+
+/// The highest online CPU that runs no worker (lcore ids are taken as CPU numbers, as `-l`
+/// gives them), from /sys/devices/system/cpu/online.
+fn spare_cpu(busy: &[usize]) -> Option<usize> {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").ok()?;
+    let mut cpus = Vec::new();
+    for part in online.trim().split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+            cpus.extend(a..=b);
+        }
+    }
+    cpus.into_iter().rev().find(|c| !busy.contains(c))
 }
 
 /// What the control thread owns: it prints the status line, writes the stats file and applies

@@ -140,7 +140,8 @@ named_enum! {
         HandoverIn => "handover_in",
         /// FTP control frames given to the slow path.
         SlowPathOut => "slowpath_out",
-        /// Frames the slow path sent.
+        /// Frames the slow path passed on: sent on its own TX queues, or queued on a worker's
+        /// (then the worker's `tx_packets`/`tx_full` say what became of them).
         SlowPathTx => "slowpath_tx",
         /// FTP data connections made from expectations.
         FtpDataFlows => "ftp_data_flows",
