@@ -231,6 +231,11 @@ pub struct WorkersConfig {
     /// Mbufs in the packet pool.
     #[serde(default = "default_mbufs")]
     pub mbufs: u32,
+    /// Microseconds a worker sleeps after 64 empty polling rounds in a row; 0 (the default)
+    /// polls without pause. For machines where workers share CPUs with other work (a lab, a
+    /// VM): a sleeping worker wakes a little later, so latency grows by up to this much.
+    #[serde(default)]
+    pub idle_sleep_us: u64,
 }
 
 impl Default for WorkersConfig {
@@ -239,6 +244,7 @@ impl Default for WorkersConfig {
             count: 1,
             burst: default_burst(),
             mbufs: default_mbufs(),
+            idle_sleep_us: 0,
         }
     }
 }
@@ -835,6 +841,15 @@ impl Config {
                 format!(
                     "{} workers: must be 1 to 64 (one lcore each; worker 0 runs on the main lcore)",
                     self.workers.count
+                ),
+            ));
+        }
+        if self.workers.idle_sleep_us > 10_000 {
+            return Err(err(
+                "workers.idle_sleep_us".into(),
+                format!(
+                    "{}: at most 10000 (10 ms); 0 polls without pause",
+                    self.workers.idle_sleep_us
                 ),
             ));
         }

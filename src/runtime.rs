@@ -285,6 +285,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
             stop: Arc::clone(&stop),
             mail: Arc::clone(&mail),
             burst: cfg.workers.burst,
+            idle_sleep: Duration::from_micros(cfg.workers.idle_sleep_us),
         });
     }
     let Some(layout) = layout else {
@@ -528,7 +529,11 @@ struct WorkerCtx {
     stop: Arc<AtomicBool>,
     mail: Arc<Mailboxes>,
     burst: usize,
+    idle_sleep: Duration,
 }
+
+/// Empty polling rounds in a row before a worker with `workers.idle_sleep_us` naps.
+const IDLE_ROUNDS: u32 = 64;
 
 impl WorkerCtx {
     fn run(self, clock: impl Fn() -> Instant) -> i32 {
@@ -542,7 +547,9 @@ impl WorkerCtx {
             stop,
             mail,
             burst,
+            idle_sleep,
         } = self;
+        let mut idle = 0u32;
         let mut io = MbufIo {
             id,
             pool: &pool,
@@ -568,8 +575,11 @@ impl WorkerCtx {
         let slow_return = mail.slow_return.get(usize::from(id));
         while !stop.load(Ordering::Relaxed) {
             let now = clock();
+            let mut work = 0usize;
             for (port, q) in rxqs.iter_mut().enumerate() {
-                if q.rx_burst(&mut rx, burst) == 0 {
+                let got = q.rx_burst(&mut rx, burst);
+                work += got;
+                if got == 0 {
                     continue;
                 }
                 for m in rx.drain(..) {
@@ -594,6 +604,7 @@ impl WorkerCtx {
             if let Some(q) = inbox {
                 for _ in 0..burst {
                     let Some((port, m)) = q.pop() else { break };
+                    work += 1;
                     pipeline.process_handed_over(port, m, now, &mut io);
                 }
             }
@@ -603,6 +614,7 @@ impl WorkerCtx {
                     io.send(port, m);
                     n += 1;
                 }
+                work += n as usize;
                 pipeline.count_slow_path_tx(n);
             }
             pipeline.poll(now, &mut io);
@@ -611,6 +623,14 @@ impl WorkerCtx {
                 pipeline.refresh_gauges();
                 shared.publish(pipeline.counters());
                 next_publish = now.as_nanos() + publish_ns;
+            }
+            if work == 0 && !idle_sleep.is_zero() {
+                idle += 1;
+                if idle >= IDLE_ROUNDS {
+                    std::thread::sleep(idle_sleep);
+                }
+            } else {
+                idle = 0;
             }
         }
         io.flush(&mut pipeline);

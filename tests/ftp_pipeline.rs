@@ -568,6 +568,177 @@ fn nat_active_port_lets_the_server_connect_back_as_the_vip() {
     assert_eq!(r.ftp(0, FtpCounter::ExpectUsed), 1);
 }
 
+/// Open an active-mode data connection for `c` through rvs: PORT, the server's SYN from :20 to
+/// the client's `cport` (to `to` in full NAT), the client's SYN-ACK; then close it both ways.
+/// Returns how the client saw the server's SYN.
+fn active_round(r: &mut Rig, c: &mut Ctl, cport: u16, fnat: bool) -> Seg {
+    let line = format!("PORT 203,0,113,10,{},{}\r\n", cport >> 8, cport & 255);
+    let got = command(r, c, line.as_bytes());
+    let to = if fnat {
+        let t = String::from_utf8(got.payload).unwrap();
+        let n: Vec<u16> = t[5..]
+            .trim_end()
+            .split(',')
+            .map(|x| x.parse().unwrap())
+            .collect();
+        (LADDR, n[4] * 256 + n[5])
+    } else {
+        (CLIENT, cport)
+    };
+    let srv = c.server.octets();
+    let server = |flags: &str, seq: u32| {
+        tcp(
+            (PEER_S1, SERVER_MAC),
+            srv,
+            to.0,
+            (20, to.1),
+            seq,
+            101,
+            flags,
+            b"",
+            &[],
+        )
+    };
+    let client = |flags: &str, seq: u32| {
+        tcp(
+            (PEER_C, CLIENT_MAC),
+            CLIENT,
+            c.vip,
+            (cport, 20),
+            seq,
+            10,
+            flags,
+            b"",
+            &[],
+        )
+    };
+    let syn = r.one(1, server("S", 9));
+    r.one(0, client("SA", 100));
+    r.one(1, server("AF", 10));
+    r.one(0, client("AF", 101));
+    r.one(1, server("A", 11));
+    syn
+}
+
+#[test]
+fn active_data_connections_reusing_the_clients_port_replace_the_closed_flow() {
+    for (vip, fnat) in [(VIP_NAT, false), (VIP_FNAT, true)] {
+        let mut r = Rig::new();
+        let mut c = connect(&mut r, vip);
+        for round in 0..3 {
+            let syn = active_round(&mut r, &mut c, 51_210, fnat);
+            assert_eq!(
+                (syn.src, syn.sport, syn.dst, syn.dport),
+                (Ipv4Addr::from(vip), 20, Ipv4Addr::from(CLIENT), 51_210),
+                "round {round}, fnat {fnat}"
+            );
+        }
+        let svc = usize::from(fnat);
+        assert_eq!(r.counter(Counter::FtpDataFlows), 3, "fnat {fnat}");
+        assert_eq!(r.ftp(svc, FtpCounter::ExpectUsed), 3, "fnat {fnat}");
+        assert_eq!(r.dropped(DropReason::FlowConflict), 0);
+    }
+}
+
+#[test]
+fn dr_active_mode_sends_the_clients_answer_to_the_control_server() {
+    let mut r = Rig::new();
+    for round in 0..2u16 {
+        let mut c = connect(&mut r, VIP_DR);
+        let cmd = b"PORT 203,0,113,10,200,10\r\n";
+        let s = r.one(0, client_seg(VIP_DR, c.c_next, 1, "AP", cmd));
+        c.c_next += cmd.len() as u32;
+        assert_eq!(s.payload, cmd, "DR never rewrites");
+        // The server connected from VIP:20 directly; the client's SYN-ACK comes to rvs.
+        let out = r.put(
+            0,
+            tcp(
+                (PEER_C, CLIENT_MAC),
+                CLIENT,
+                VIP_DR,
+                (51_210, 20),
+                100 + u32::from(round),
+                10,
+                "SA",
+                b"",
+                &[],
+            ),
+        );
+        assert_eq!(out.len(), 1, "round {round}");
+        let want = if c.server == Ipv4Addr::from(S1) {
+            0x11
+        } else {
+            0x12
+        };
+        assert_eq!(
+            out[0].1[5], want,
+            "round {round}: to the control connection's server"
+        );
+        // A SYN-ACK from another port of the client opens nothing.
+        assert!(r
+            .put(
+                0,
+                tcp(
+                    (PEER_C, CLIENT_MAC),
+                    CLIENT,
+                    VIP_DR,
+                    (51_299, 20),
+                    7,
+                    10,
+                    "SA",
+                    b"",
+                    &[]
+                )
+            )
+            .is_empty());
+        r.put(0, client_seg(VIP_DR, c.c_next, 1, "R", b""));
+        // The client finishes the data connection (DR sees only its half).
+        for flags in ["A", "AF"] {
+            r.put(
+                0,
+                tcp(
+                    (PEER_C, CLIENT_MAC),
+                    CLIENT,
+                    VIP_DR,
+                    (51_210, 20),
+                    101 + u32::from(round),
+                    10,
+                    flags,
+                    b"",
+                    &[],
+                ),
+            );
+        }
+    }
+    assert_eq!(r.ftp(2, FtpCounter::ExpectUsed), 2);
+}
+
+#[test]
+fn a_dr_pin_is_not_taken_by_a_new_control_connection() {
+    let mut r = Rig::new();
+    let mut c = connect(&mut r, VIP_DR);
+    let s = r.one(0, client_seg(VIP_DR, c.c_next, 1, "AP", b"PASV\r\n"));
+    c.c_next += 6;
+    assert_eq!(s.payload, b"PASV\r\n");
+    // A second control connection from the same client: scheduled, not pinned.
+    r.put(
+        0,
+        tcp(
+            (PEER_C, CLIENT_MAC),
+            CLIENT,
+            VIP_DR,
+            (40_500, 21),
+            5,
+            0,
+            "S",
+            b"",
+            &[],
+        ),
+    );
+    assert_eq!(r.counter(Counter::FtpDataFlows), 0);
+    assert_eq!(r.ftp(2, FtpCounter::ExpectUsed), 0);
+}
+
 #[test]
 fn fnat_active_port_is_rewritten_to_a_local_address_and_mapped_back() {
     let mut r = Rig::new();

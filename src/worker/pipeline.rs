@@ -609,42 +609,68 @@ impl<B: PacketBuf> Pipeline<B> {
             }
         }
         match self.flows.lookup(&l4.key) {
-            Some((id, Dir::Original)) if self.reusable(id, &l4) => {
-                // The client reused its port for a new connection: end the old flow and schedule
-                // the SYN afresh (IPVS's conn_reuse_mode), so counts and balance stay right.
-                self.end_flow(id);
-                self.new_flow(l4, buf, now, io)
+            Some((id, dir)) if self.reusable(id, &l4) => {
+                // A port reused for a new connection: end the old flow and take the SYN afresh
+                // (IPVS's conn_reuse_mode), so counts and balance stay right. An FTP data
+                // connection often reuses the ports of the previous one (active mode: the
+                // server's SYN hits the old flow's reply side): its expectation comes first.
+                if let Some(e) = self.claim(&l4, now) {
+                    self.end_flow(id);
+                    return self.new_data_flow(e, l4, buf, now, io);
+                }
+                match dir {
+                    Dir::Original if !l4.seen.ack => {
+                        self.end_flow(id);
+                        self.new_flow(l4, buf, now, io)
+                    }
+                    _ => self.forward(id, dir, l4, buf, now, io),
+                }
             }
             Some((id, Dir::Original)) => self.forward(id, Dir::Original, l4, buf, now, io),
             Some((id, Dir::Reply)) => self.forward(id, Dir::Reply, l4, buf, now, io),
             // Expectations first: a passive data connection may go to a VIP port that is also
             // a service, and an active one comes from a server.
-            None if self.expecting(&l4) => match self.claim(&l4, now) {
+            None => match self.claim(&l4, now) {
                 Some(e) => self.new_data_flow(e, l4, buf, now, io),
                 None => self.miss(l4, buf, now, io),
             },
-            None => self.miss(l4, buf, now, io),
         }
     }
 
     /// True when a packet missing the flow table may be an expected FTP data connection: a
-    /// pure SYN while any expectation is live (one relaxed load otherwise).
+    /// SYN (or, for DR/TUN active mode, the client's SYN-ACK) while any expectation is live
+    /// (one relaxed load otherwise).
     #[inline]
     fn expecting(&self, l4: &L4) -> bool {
         l4.key.proto == ipproto::TCP
             && l4.seen.syn
-            && !l4.seen.ack
+            && !l4.seen.rst
             && self.expect.as_ref().is_some_and(|e| e.live() > 0)
     }
 
-    fn claim(&self, l4: &L4, _now: Instant) -> Option<Expectation> {
+    /// Claim the expectation this packet opens, if any.
+    fn claim(&self, l4: &L4, now: Instant) -> Option<Expectation> {
+        if !self.expecting(l4) {
+            return None;
+        }
         let k = l4.key;
         let services = &self.services;
+        let syn_ack = l4.seen.ack;
         self.expect
             .as_ref()?
-            .claim(k.src, k.dst, k.dport, _now, |e| {
-                // A DR/TUN pin covers any port of its service, and only those.
-                e.dport != 0 || services.lookup(k.proto, k.dst, k.dport) == Some(e.service)
+            .claim(k.src, k.dst, k.sport, k.dport, now, |e| match e.kind {
+                // Only DR/TUN active mode starts from the client's SYN-ACK.
+                ExpectKind::ActiveReturn => syn_ack,
+                _ if syn_ack => false,
+                // A DR/TUN pin covers any port of its service but the control ports (a new
+                // control connection must not take it).
+                ExpectKind::Passive if e.dport == 0 => {
+                    services.lookup(k.proto, k.dst, k.dport) == Some(e.service)
+                        && services
+                            .get(e.service)
+                            .is_some_and(|s| !s.ftp_control.contains(&k.dport))
+                }
+                _ => true,
             })
     }
 
@@ -672,7 +698,6 @@ impl<B: PacketBuf> Pipeline<B> {
     fn reusable(&self, id: ConnId, l4: &L4) -> bool {
         l4.key.proto == ipproto::TCP
             && l4.seen.syn
-            && !l4.seen.ack
             && !l4.seen.rst
             && self.flows.get(id).is_some_and(|c| {
                 // DR/TUN see only the client's half: after its FIN the flow stays in FIN_WAIT,
@@ -1108,6 +1133,23 @@ impl<B: PacketBuf> Pipeline<B> {
                 };
                 (c, Dir::Reply)
             }
+            // DR/TUN active mode: the client answers the server's connection (made from the
+            // VIP); its SYN-ACK opens a flow to that server like a client's SYN would.
+            ExpectKind::ActiveReturn => {
+                let c = Conn {
+                    client: k.src,
+                    cport: k.sport,
+                    vip: k.dst,
+                    vport: k.dport,
+                    server: e.server,
+                    sport: k.dport,
+                    laddr: k.src,
+                    lport: k.sport,
+                    fnat: false,
+                    ..self.data_conn(&e, Direction::InputOnly, l4.seen, now)
+                };
+                (c, Dir::Original)
+            }
         };
         let free_local = |me: &mut Self, c: &Conn| {
             if c.fnat && c.lport < FTP_ACTIVE_FIRST {
@@ -1122,7 +1164,12 @@ impl<B: PacketBuf> Pipeline<B> {
             free_local(self, &conn);
             return self.drop_buf(io, buf, DropReason::NoServer);
         }
-        let id = match self.flows.insert(conn.clone()) {
+        let mut inserted = self.flows.insert(conn.clone());
+        if inserted == Err(InsertError::Conflict) && self.end_closed(&conn) {
+            // The previous data connection on these ports has closed (TIME_WAIT): it gives way.
+            inserted = self.flows.insert(conn.clone());
+        }
+        let id = match inserted {
             Ok(id) => id,
             Err(err) => {
                 self.services.release(e.service, e.dest, true, conn.client);
@@ -1155,6 +1202,25 @@ impl<B: PacketBuf> Pipeline<B> {
         self.counters
             .add(self.layout.server(d, LbCounter::Connections), 1);
         self.forward_tracked(id, dir, l4, buf, now, io, false);
+    }
+
+    /// End the flows that hold either key of `conn`, if all of them have closed. True when
+    /// something was ended.
+    fn end_closed(&mut self, conn: &Conn) -> bool {
+        let ids: Vec<ConnId> = [conn.original_key(), conn.reply_key()]
+            .iter()
+            .filter_map(|k| self.flows.lookup(k).map(|(id, _)| id))
+            .collect();
+        let closed = !ids.is_empty()
+            && ids
+                .iter()
+                .all(|id| self.flows.get(*id).is_some_and(|c| c.state.is_closed()));
+        if closed {
+            for id in ids {
+                self.end_flow(id);
+            }
+        }
+        closed
     }
 
     /// The fields every expected data connection shares.

@@ -363,8 +363,16 @@ impl Helper {
                     return self.count(svc, FtpCounter::RefusedLowPort);
                 }
                 match meta.method {
-                    // The server connects straight to the client; nothing for rvs to do.
-                    ForwardMethod::Dr | ForwardMethod::Tun => {}
+                    // The server connects to the client directly, from the VIP (it answers
+                    // on the VIP), so the client's answer comes to rvs: send it to that server.
+                    ForwardMethod::Dr | ForwardMethod::Tun => {
+                        let e = self.expectation(meta, ExpectKind::ActiveReturn, now, policy);
+                        let e = Expectation {
+                            client_port: port,
+                            ..e
+                        };
+                        self.publish(meta, e, None, policy);
+                    }
                     ForwardMethod::Nat => {
                         let e = self.expectation(meta, ExpectKind::Active, now, policy);
                         let e = Expectation {

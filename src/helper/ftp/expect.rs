@@ -48,6 +48,9 @@ pub enum ExpectKind {
     /// Active mode: the server connects from `src` to `dst:dport` (the client in NAT, a local
     /// address in full NAT).
     Active = 1,
+    /// Active mode in DR/TUN: the server connects to the client directly, from the VIP, so the
+    /// client's answer (its SYN-ACK, from `client_port`) comes to rvs, to any port of the VIP.
+    ActiveReturn = 2,
 }
 
 /// One expected data connection.
@@ -110,10 +113,10 @@ impl Expectation {
             src: hi(w[0]),
             dst: lo(w[0]),
             dport: (w[1] >> 48) as u16,
-            kind: if (w[1] >> 40) as u8 == ExpectKind::Active as u8 {
-                ExpectKind::Active
-            } else {
-                ExpectKind::Passive
+            kind: match (w[1] >> 40) as u8 {
+                1 => ExpectKind::Active,
+                2 => ExpectKind::ActiveReturn,
+                _ => ExpectKind::Passive,
             },
             service: (w[1] >> 16) as u16,
             dest: w[1] as u16,
@@ -129,10 +132,14 @@ impl Expectation {
         }
     }
 
-    /// True when a SYN `src → dst:dport` is this expectation's data connection.
+    /// True when the first packet `src:sport → dst:dport` is this expectation's data
+    /// connection.
     #[inline]
-    pub fn matches(&self, src: Ipv4Addr, dst: Ipv4Addr, dport: u16) -> bool {
-        self.src == src && self.dst == dst && (self.dport == 0 || self.dport == dport)
+    pub fn matches(&self, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> bool {
+        self.src == src
+            && self.dst == dst
+            && (self.dport == 0 || self.dport == dport)
+            && (self.kind != ExpectKind::ActiveReturn || self.client_port == sport)
     }
 }
 
@@ -237,6 +244,7 @@ impl Expectations {
         &self,
         src: Ipv4Addr,
         dst: Ipv4Addr,
+        sport: u16,
         dport: u16,
         now: Instant,
         mut accept: impl FnMut(&Expectation) -> bool,
@@ -263,7 +271,7 @@ impl Expectations {
                 continue;
             }
             let e = Expectation::decode(&w);
-            if !e.matches(src, dst, dport) || e.expires <= now || !accept(&e) {
+            if !e.matches(src, dst, sport, dport) || e.expires <= now || !accept(&e) {
                 continue;
             }
             let claimed = s1 & !STATUS_MASK | CLAIMED;
@@ -379,14 +387,14 @@ mod tests {
         assert_eq!(t.live(), 1);
         assert_eq!(t.poll(id), Outcome::Live);
         // Wrong port, wrong client: no match.
-        assert!(t.claim(e.src, e.dst, 40001, now, |_| true).is_none());
+        assert!(t.claim(e.src, e.dst, 0, 40001, now, |_| true).is_none());
         assert!(t
-            .claim(ip("203.0.113.51"), e.dst, 40000, now, |_| true)
+            .claim(ip("203.0.113.51"), e.dst, 0, 40000, now, |_| true)
             .is_none());
         // Refused by the caller: still live.
-        assert!(t.claim(e.src, e.dst, 40000, now, |_| false).is_none());
-        assert_eq!(t.claim(e.src, e.dst, 40000, now, |_| true), Some(e));
-        assert!(t.claim(e.src, e.dst, 40000, now, |_| true).is_none());
+        assert!(t.claim(e.src, e.dst, 0, 40000, now, |_| false).is_none());
+        assert_eq!(t.claim(e.src, e.dst, 0, 40000, now, |_| true), Some(e));
+        assert!(t.claim(e.src, e.dst, 0, 40000, now, |_| true).is_none());
         assert_eq!(t.live(), 0);
         assert_eq!(t.revoke(id), Outcome::Used, "a claim beats a revoke");
         assert_eq!(t.poll(id), Outcome::Gone);
@@ -397,7 +405,7 @@ mod tests {
         assert_eq!(t.poll(id2), Outcome::Live);
         assert_eq!(t.revoke(id2), Outcome::Gone);
         assert_eq!(t.live(), 0);
-        assert!(t.claim(e.src, e.dst, 40000, now, |_| true).is_none());
+        assert!(t.claim(e.src, e.dst, 0, 40000, now, |_| true).is_none());
     }
 
     #[test]
@@ -408,8 +416,8 @@ mod tests {
         e.expires = now + Duration::from_secs(1);
         t.insert(&e).unwrap();
         let later = now + Duration::from_secs(2);
-        assert!(t.claim(e.src, e.dst, 10005, later, |_| true).is_none());
-        assert!(t.claim(e.src, e.dst, 10005, now, |_| true).is_some());
+        assert!(t.claim(e.src, e.dst, 0, 10005, later, |_| true).is_none());
+        assert!(t.claim(e.src, e.dst, 0, 10005, now, |_| true).is_some());
     }
 
     #[test]
@@ -441,7 +449,7 @@ mod tests {
                 std::thread::spawn(move || {
                     (0..n)
                         .filter(|p| {
-                            t.claim(client(*p), ip("203.0.113.1"), 20000 + p, now, |_| true)
+                            t.claim(client(*p), ip("203.0.113.1"), 0, 20000 + p, now, |_| true)
                                 .is_some()
                         })
                         .count()
