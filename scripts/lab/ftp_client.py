@@ -3,10 +3,12 @@
 
     ftp_client.py [--vip 203.0.113.100] [--port 21] [--sessions 20] [--files 40]
                   [--modes curl-epsv,curl-pasv,...] [--sources 203.0.113.10,...,203.0.113.17]
-                  [--run-dir /tmp/rvs-lab-rvs] [--concurrency N] [--timeout 180] [--keep]
+                  [--run-dir /tmp/rvs-lab-rvs] [--concurrency N] [--one-per-source]
+                  [--timeout 180] [--keep]
 
 Run it inside the client namespace of a lab brought up by scripts/lab.sh (vsftpd on both
-servers). It runs SESSIONS FTP sessions at once (at most CONCURRENCY), each over ONE control
+servers). It runs SESSIONS FTP sessions at once (at most CONCURRENCY; with --one-per-source,
+sessions that share a client address run one after the other), each over ONE control
 connection from one of the client addresses (round-robin), with one tool and mode
 (rotating over --modes):
 
@@ -504,13 +506,24 @@ def run_ftplib(sess):
 RUNNERS = {"curl": run_curl, "lftp": run_lftp, "ftplib": run_ftplib}
 
 
+SOURCE_LOCKS = {}
+
+
 def run_session(sess):
+    # DR pins a client address's next data connection, whatever its port: sessions sharing an
+    # address at once could take each other's pins (--one-per-source keeps them apart).
+    lock = SOURCE_LOCKS.get(sess.source) if sess.args.one_per_source else None
+    if lock is not None:
+        lock.acquire()
     t0 = time.monotonic()
     try:
         sess.prepare()
         RUNNERS[sess.tool](sess)
     except Exception as e:  # a driver bug must show up as a failed session, not a hang
         sess.error("driver: %s: %s" % (type(e).__name__, e))
+    finally:
+        if lock is not None:
+            lock.release()
     sess.elapsed = time.monotonic() - t0
     if not sess.args.keep and not sess.errors:
         shutil.rmtree(sess.dir, ignore_errors=True)
@@ -554,6 +567,8 @@ def main():
     ap.add_argument("--run-dir", default=os.environ.get(
         "LAB_RUN_DIR", "/tmp/rvs-lab-%s" % os.environ.get("RVS_LAB", "rvs")))
     ap.add_argument("--concurrency", type=int, default=0, help="default: every session at once")
+    ap.add_argument("--one-per-source", action="store_true",
+                    help="sessions that share a client address run one after the other")
     ap.add_argument("--timeout", type=int, default=180, help="seconds for one whole session")
     ap.add_argument("--data-timeout", type=float, default=15.0,
                     help="seconds for one ftplib socket operation")
@@ -578,6 +593,8 @@ def main():
     workdir = tempfile.mkdtemp(prefix="rvs-ftp-")
     t0 = time.monotonic()
     sessions = plan(args, workdir, tag)
+    for src in args.sources:
+        SOURCE_LOCKS[src] = threading.Lock()
     workers = args.concurrency or len(sessions)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         done = list(pool.map(run_session, sessions))
