@@ -12,6 +12,13 @@
 #                            each server in turn), run client.py through it, undo the stand-in;
 #                            exit 1 on failures.
 #                            Refuses while anything runs in <P>-lb (rvs, tcpdump...).
+#   scripts/lab.sh ftpselftest  the same kernel stand-in for the FTP servers: NAT is nft DNAT of
+#                            the VIP's port 21 to both servers with netfilter's FTP helper
+#                            (it rewrites the 227 and opens the data connections); DR is the
+#                            proxy-ARP router above. Runs ftp_client.py through it (every mode;
+#                            FTP_SELFTEST_SESSIONS, FTP_SELFTEST_FILES, FTP_SELFTEST_MODES
+#                            override its defaults; FTP_SELFTEST_OUT=FILE appends its JSON
+#                            reports there), undoes the stand-in; exit 1 on failures.
 #
 # The lab avoids 192.0.2.0/24, which a dev machine may use for its own eth0; still, run lab traffic
 # only inside the lab's namespaces (ip netns exec <P>-cli ...), never from the root namespace.
@@ -29,6 +36,12 @@
 #   the servers' default gateway, so NAT replies come back through rvs). lb-cli/lb-srv carry no
 #   addresses. Every veth end has checksum offloads, SG, TSO, GSO and GRO off; IPv6 is disabled.
 #   Servers run scripts/lab/peer.py: TCP 8080, UDP 9000 (the VIP's ports are TCP 80, UDP 9000).
+#   Servers also run vsftpd (scripts/lab/vsftpd.conf.in, rendered into <run dir>/ftp/): IPv4
+#   TCP 21, anonymous, banner "rvs-srv1"/"rvs-srv2", passive ports 10000-10100, active from
+#   port 20; root <run dir>/ftp/srvN/root holds the same 48 test files (scripts/lab/ftp_files.py,
+#   manifest <run dir>/ftp/manifest.json) plus id.txt ("srvN"), and incoming/ takes uploads.
+#   Logs: <run dir>/ftp/srvN-xferlog, srvN-vsftpd.log. RVS_LAB_FTP=0 leaves vsftpd out.
+#   Drive it with scripts/lab/ftp_client.py (see `ftpselftest`).
 #   Start rvs with:  ip netns exec rvs-lb target/release/rvs run --config config/lab.toml
 #   (its [[port]] entries name the vdevs net_af_packet0,iface=lb-cli and ...1,iface=lb-srv).
 #
@@ -103,6 +116,12 @@ SRV_TCP_PORT=8080
 SRV_UDP_PORT=9000
 RTR_SRV_IP=198.51.100.254
 RTR_CLI_IP=203.0.113.254
+# FTP: vsftpd on each server (RVS_LAB_FTP=0: none), its files and logs under the run dir.
+FTP=${RVS_LAB_FTP:-1}
+FTP_DIR=$RUN_DIR/ftp
+FTP_PORT=21
+FTP_PASV_PORTS=10000-10100
+VSFTPD=${VSFTPD:-$(command -v vsftpd || echo /usr/sbin/vsftpd)}
 if [[ $MODE == dr ]]; then
     SRV_GW=$RTR_SRV_IP
     # DR cannot change ports: the servers also listen on the VIP's own TCP port.
@@ -244,6 +263,55 @@ peer_listens() { # ns
     in_ns "$1" ss -Hlun "sport = :$SRV_UDP_PORT" 2>/dev/null | grep -q .
 }
 
+ftp_user() { # the unprivileged user vsftpd serves anonymous sessions as
+    if id -u ftp >/dev/null 2>&1; then echo ftp; else echo nobody; fi
+}
+
+ftp_prepare() { # the FTP roots of both servers, the manifest, the shared empty chroot dir
+    local user name
+    user=$(ftp_user)
+    mkdir -p "$FTP_DIR/empty"
+    chmod 755 "$FTP_DIR" "$FTP_DIR/empty"
+    for name in srv1 srv2; do
+        local root=$FTP_DIR/$name/root
+        "$PY" "$HERE/lab/ftp_files.py" write --root "$root" --name "$name" \
+            --manifest "$FTP_DIR/manifest.json" || die "cannot write the FTP files of $name"
+        # vsftpd refuses a chroot root its user can write to: uploads go one level down.
+        mkdir -p "$root/incoming"
+        chown "$user:" "$root/incoming"
+        chmod 755 "$FTP_DIR/$name" "$root" "$root/incoming"
+    done
+}
+
+start_ftp() { # ns name: render the config, run vsftpd in the foreground of its own session
+    local ns=$1 name=$2 conf=$FTP_DIR/vsftpd-$2.conf pasv
+    if [[ $MODE == dr ]]; then
+        # DR servers hold the VIP on lo, and the client must connect to it: say so in the 227.
+        pasv="pasv_address=$VIP"
+    else
+        pasv="# pasv_address: unset (NAT and full NAT: rvs rewrites the server's own address)"
+    fi
+    sed -e "s|@NAME@|$name|g" -e "s|@ROOT@|$FTP_DIR/$name/root|g" -e "s|@EMPTY@|$FTP_DIR/empty|g" \
+        -e "s|@LOG_DIR@|$FTP_DIR|g" -e "s|@FTP_USER@|$(ftp_user)|g" -e "s|@PASV_ADDRESS@|$pasv|g" \
+        "$HERE/lab/vsftpd.conf.in" >"$conf"
+    # vsftpd insists that its config belongs to root and that nobody else may write to it.
+    chmod 600 "$conf"
+    ip netns exec "$ns" setsid "$VSFTPD" "$conf" </dev/null >>"$FTP_DIR/$name-stderr.log" 2>&1 &
+    echo $! >"$RUN_DIR/vsftpd-$name.pid"
+}
+
+ftp_listens() { # ns
+    in_ns "$1" ss -Hltn "sport = :$FTP_PORT" 2>/dev/null | grep -q .
+}
+
+servers_ready() { # peers (and vsftpd, if the lab has it) listen in both server namespaces
+    local ns
+    for ns in "$NS_SRV1" "$NS_SRV2"; do
+        peer_listens "$ns" || return 1
+        if [[ -d $FTP_DIR ]]; then ftp_listens "$ns" || return 1; fi
+    done
+}
+
 sysctls() { # ns key=value...: every key must exist (a typo is an error, not a no-op)
     local ns=$1
     shift
@@ -294,6 +362,9 @@ cmd_up() {
     local t
     for t in ip ethtool ss setsid; do command -v "$t" >/dev/null || die "$t not found (scripts/deps.sh)"; done
     command -v "$PY" >/dev/null || die "python3 not found (scripts/deps.sh)"
+    if [[ $FTP != 0 ]]; then
+        [[ -x $VSFTPD ]] || die "vsftpd not found (scripts/deps.sh), or set RVS_LAB_FTP=0"
+    fi
 
     cmd_down 2>/dev/null
     mkdir -p "$RUN_DIR"
@@ -362,17 +433,25 @@ cmd_up() {
 
     start_peer "$NS_SRV1" srv1
     start_peer "$NS_SRV2" srv2
+    local ftp_note=""
+    if [[ $FTP != 0 ]]; then
+        ftp_prepare
+        start_ftp "$NS_SRV1" srv1
+        start_ftp "$NS_SRV2" srv2
+        ftp_note=", ftp $FTP_PORT (passive $FTP_PASV_PORTS)"
+    fi
     local i
     for i in $(seq 1 100); do
-        if peer_listens "$NS_SRV1" && peer_listens "$NS_SRV2"; then
+        if servers_ready; then
             log "up ($MODE): client $NS_CLI/$IF_CLI, rvs $NS_LB/{$IF_LB_CLI,$IF_LB_SRV}," \
-                "servers $NS_SRV1 $NS_SRV2 listening on tcp $PEER_TCP_PORTS udp $SRV_UDP_PORT; run dir $RUN_DIR"
+                "servers $NS_SRV1 $NS_SRV2 listening on tcp $PEER_TCP_PORTS udp $SRV_UDP_PORT$ftp_note;" \
+                "run dir $RUN_DIR"
             return 0
         fi
         sleep 0.1
     done
-    tail -n 20 "$RUN_DIR"/peer-*.log >&2 || true
-    die "peers did not start listening within 10 s"
+    tail -n 20 "$RUN_DIR"/peer-*.log "$FTP_DIR"/*-stderr.log >&2 2>/dev/null || true
+    die "peers or vsftpd did not start listening within 10 s"
 }
 
 # ---------------------------------------------------------------- status
@@ -410,6 +489,22 @@ cmd_status() {
             rc=1
         fi
     done
+    if [[ -d $FTP_DIR ]]; then
+        for n in 1 2; do
+            ns=$P-srv$n
+            local pid
+            pid=$(cat "$RUN_DIR/vsftpd-srv$n.pid" 2>/dev/null || true)
+            if ns_exists "$ns" && ftp_listens "$ns"; then
+                echo "vsftpd srv$n: listening (tcp $FTP_PORT, passive $FTP_PASV_PORTS, pid ${pid:-?}," \
+                    "root $FTP_DIR/srv$n/root)"
+            else
+                echo "vsftpd srv$n: NOT listening (log $FTP_DIR/srv$n-stderr.log)"
+                rc=1
+            fi
+        done
+    else
+        echo "vsftpd: not part of this lab (RVS_LAB_FTP=0, or the lab is down)"
+    fi
     echo "mode: $MODE"
     echo "run dir: $RUN_DIR $([[ -d $RUN_DIR ]] && echo present || echo absent)"
     return $rc
@@ -461,6 +556,10 @@ cmd_env() {
         LAB_SRV2_MAC "$(mac_of "$NS_SRV2" "$IF_SRV" 2>/dev/null)"
         LAB_SRV_GW "$SRV_GW"
         LAB_PEER_TCP_PORTS "$PEER_TCP_PORTS"
+        LAB_FTP_DIR "$FTP_DIR"
+        LAB_FTP_PORT "$FTP_PORT"
+        LAB_FTP_PASV_PORTS "$FTP_PASV_PORTS"
+        LAB_FTP_CLIENT "$HERE/lab/ftp_client.py"
     )
     if [[ $MODE == dr ]]; then
         kv+=(
@@ -570,12 +669,97 @@ sys.exit(0 if ok else 1)' "$out" || rc=1
     return $rc
 }
 
+# ---------------------------------------------------------------- ftpselftest
+cmd_ftpselftest() {
+    ((EUID == 0)) || die "must run as root"
+    local ns
+    for ns in "${ALL_NS[@]}"; do ns_exists "$ns" || die "lab is not up ($ns missing): run lab.sh up"; done
+    [[ -d $FTP_DIR ]] || die "the lab has no vsftpd (it was brought up with RVS_LAB_FTP=0)"
+    servers_ready || die "peers or vsftpd are not listening"
+    [[ -z $(ip netns pids "$NS_LB") ]] || die "something runs in $NS_LB (rvs?): not touching it"
+    trap standin_off EXIT
+    ip -n "$NS_LB" addr add "$LB_CLI_IP/24" dev "$IF_LB_CLI"
+    [[ $MODE == dr ]] || ip -n "$NS_LB" addr add "$VIP/24" dev "$IF_LB_CLI"
+    ip -n "$NS_LB" addr add "$LB_SRV_IP/24" dev "$IF_LB_SRV"
+    in_ns "$NS_LB" sysctl -qw net.ipv4.ip_forward=1
+    # runs: "[server address for the VIP route (DR)]|ftp_client.py arguments"
+    local runs=() map="{ 0 : $SRV1_IP, 1 : $SRV2_IP }"
+    if [[ $MODE == dr ]]; then
+        # The kernel DR director of `selftest`: every connection to the VIP, control and data,
+        # goes to one server per run; the servers answer (227 with pasv_address, active data
+        # connections from the VIP) straight to the client through the router.
+        in_ns "$NS_LB" sysctl -qw "net.ipv4.conf.$IF_LB_CLI.proxy_arp=1"
+        log "ftpselftest: kernel DR stand-in: proxy ARP for $VIP, routed to each server in turn"
+        runs=("$SRV1_IP|--vip $VIP" "$SRV2_IP|--vip $VIP")
+    elif command -v nft >/dev/null && in_ns "$NS_LB" nft -f - <<NFT; then
+table ip rvs_lab_standin {
+    ct helper ftp_standard {
+        type "ftp" protocol tcp
+    }
+    chain pre {
+        type nat hook prerouting priority dstnat; policy accept;
+        ip daddr $VIP tcp dport $FTP_PORT counter dnat to numgen inc mod 2 map $map : $FTP_PORT
+    }
+    chain helpers {
+        type filter hook prerouting priority filter; policy accept;
+        ct original ip daddr $VIP tcp dport $FTP_PORT ct helper set "ftp_standard"
+    }
+}
+NFT
+        # netfilter's FTP helper is rvs's NAT helper in the kernel: it rewrites the servers'
+        # 227 to the VIP and NATs the expected data connections (passive to the server, active
+        # from the VIP).
+        log "ftpselftest: kernel NAT stand-in: nft DNAT $VIP tcp $FTP_PORT -> both servers, FTP helper"
+        runs=("|--vip $VIP")
+    else
+        log "ftpselftest: plain routing stand-in (no nft): the client talks to the servers' own addresses"
+        ip -n "$NS_CLI" route add "$SRV_NET" via "$LB_CLI_IP" dev "$IF_CLI"
+        runs=("|--vip $SRV1_IP --servers srv1" "|--vip $SRV2_IP --servers srv2")
+    fi
+    local r to out rc=0
+    for r in "${runs[@]}"; do
+        to=${r%%|*}
+        r=${r#*|}
+        if [[ -n $to ]]; then
+            ip -n "$NS_LB" route replace "$VIP/32" via "$to" dev "$IF_LB_SRV"
+        fi
+        local extra=(--run-dir "$RUN_DIR" --sources "$(join_by , "${CLI_SOURCES[@]}")"
+            --sessions "${FTP_SELFTEST_SESSIONS:-20}" --files "${FTP_SELFTEST_FILES:-40}")
+        [[ -z ${FTP_SELFTEST_MODES:-} ]] || extra+=(--modes "$FTP_SELFTEST_MODES")
+        # shellcheck disable=SC2086 # word splitting of $r is intended
+        if out=$(in_ns "$NS_CLI" "$PY" "$HERE/lab/ftp_client.py" $r "${extra[@]}"); then
+            :
+        else
+            rc=1
+        fi
+        if [[ -n ${FTP_SELFTEST_OUT:-} ]]; then echo "$out" >>"$FTP_SELFTEST_OUT"; fi
+        "$PY" -c '
+import json, sys
+d = json.loads(sys.argv[1])
+t = d["totals"]
+print("ftpselftest: %d/%d sessions ok, %d/%d files, %d bytes, %d data connections "
+      "(%d passive, %d active), servers %s, %.1f s" % (t["ok"], t["sessions"], t["files_ok"],
+      t["files"], t["bytes"], t["data_conns"], t["passive_data_conns"], t["active_data_conns"],
+      t["by_server"], d["elapsed_s"]))
+for e in d["errors"]:
+    print("  " + e)' "$out" || {
+            echo "$out"
+            rc=1
+        }
+    done
+    standin_off
+    trap - EXIT
+    if ((rc == 0)); then log "ftpselftest: OK"; else log "ftpselftest: FAILED"; fi
+    return $rc
+}
+
 case ${1:-} in
 up) cmd_up ;;
 down) cmd_down ;;
 status) cmd_status ;;
 env) cmd_env ;;
 selftest) cmd_selftest ;;
+ftpselftest) cmd_ftpselftest ;;
 *)
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
     exit 2

@@ -9,6 +9,7 @@
 # 4. tier "dpdk":  the safe DPDK layer on net_ring and the real binary on net_pcap
 #                  (--no-huge, --no-pci: no hugepages and no PCI device is ever touched),
 # 5. tier "lab":   the real binary on af_packet in network namespaces with kernel peers
+#                  and vsftpd servers driven by curl, lftp and ftplib (lab_ftp)
 #                  (RFC 5737 addresses only; the lab is removed afterwards, even on failure).
 # Every tier builds with the same features, so the crate compiles once.
 set -euo pipefail
@@ -40,6 +41,6 @@ step "tier dpdk: net_ring and net_pcap vdevs"
 cargo test "${FEATURES[@]}" --test dpdk_vdev --test pcap_tier --test pcap_ftp --test runtime_vdev -- --test-threads=1
 
 step "tier lab: network namespaces with kernel peers"
-cargo test "${FEATURES[@]}" --test lab_tier --test lab_dr -- --test-threads=1
+cargo test "${FEATURES[@]}" --test lab_tier --test lab_dr --test lab_ftp -- --test-threads=1
 
 step "all tiers passed"

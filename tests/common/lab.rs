@@ -1,7 +1,7 @@
-//! Plumbing shared by the namespace-lab tiers (`lab_tier`, `lab_dr`): bringing a lab up and
-//! down with scripts/lab.sh, running commands in its namespaces, running rvs in the `lb`
-//! namespace with a `--stats-file`, running scripts/lab/client.py, and the checks every lab run
-//! makes of rvs's final counters.
+//! Plumbing shared by the namespace-lab tiers (`lab_tier`, `lab_dr`, `lab_ftp`): bringing a lab
+//! up and down with scripts/lab.sh, running commands in its namespaces, running rvs in the `lb`
+//! namespace with a `--stats-file`, running scripts/lab/client.py and scripts/lab/ftp_client.py,
+//! and the checks every lab run makes of rvs's final counters.
 // Each test binary includes this module but uses only part of it.
 #![allow(dead_code)]
 
@@ -181,6 +181,14 @@ pub fn assert_main_run_stats(s: &Value, run: &MainRun) {
     );
 }
 
+/// The rvs binary a lab test runs: `RVS_LAB_BIN` if set (e.g. a build from another work
+/// tree), else the one cargo built with the test.
+pub fn rvs_bin() -> PathBuf {
+    std::env::var_os("RVS_LAB_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rvs")))
+}
+
 /// Where a run of rvs keeps its files.
 #[derive(Clone, Debug)]
 pub struct Paths {
@@ -263,13 +271,18 @@ impl Lab {
     /// Starts rvs in the `lb` namespace with `config_text` as its config and a stats file, and
     /// waits (at most 30 s) for its first stats publication.
     pub fn start_rvs(&mut self, config_text: &str) -> Paths {
+        self.start_rvs_bin(Path::new(env!("CARGO_BIN_EXE_rvs")), config_text)
+    }
+
+    /// [`Lab::start_rvs`] with the rvs binary at `bin` (see [`rvs_bin`]).
+    pub fn start_rvs_bin(&mut self, bin: &Path, config_text: &str) -> Paths {
         assert!(self.rvs.is_none(), "rvs already running");
         let p = self.paths.clone();
         std::fs::write(&p.config, config_text).unwrap();
         let log = std::fs::File::create(&p.log).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns("lb")])
-            .arg(env!("CARGO_BIN_EXE_rvs"))
+            .arg(bin)
             .args(["run", "--config"])
             .arg(&p.config)
             .arg("--stats-file")
@@ -308,6 +321,42 @@ impl Lab {
         argv.extend_from_slice(args);
         let out = self.in_ns("cli", &argv);
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("client output {out}: {e}"))
+    }
+
+    /// The value of `key` in `scripts/lab.sh env` for this lab (LAB_RUN_DIR, LAB_FTP_DIR...).
+    pub fn env_var(&self, key: &str) -> Option<String> {
+        let out = self.script("env");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().find_map(|l| {
+            let v = l.strip_prefix(key)?.strip_prefix('=')?;
+            Some(
+                v.strip_prefix('\'')
+                    .and_then(|v| v.strip_suffix('\''))
+                    .unwrap_or(v)
+                    .to_owned(),
+            )
+        })
+    }
+
+    /// Runs scripts/lab/ftp_client.py with `args` in the client namespace: its JSON report and
+    /// whether it exited 0 (every session passed). Panics only if it printed no report.
+    pub fn ftp_client(&self, args: &[&str]) -> (Value, bool) {
+        let script = root().join("scripts/lab/ftp_client.py");
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns("cli"), python()])
+            .arg(&script)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+            panic!(
+                "ftp_client.py ({}) printed no report: {e}\n{text}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (v, out.status.success())
     }
 
     /// rvs's latest stats publication (panics if there is none).
