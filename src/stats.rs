@@ -171,6 +171,9 @@ pub enum FtpCounter {
     Replies => "ftp_replies",
     /// Addresses rewritten in the control stream.
     Rewrites => "ftp_rewrites",
+    /// Passive data connections given another VIP port than the server's (the client already
+    /// expected that one from another session).
+    PortsTranslated => "ftp_ports_translated",
     /// Expectations published.
     ExpectCreated => "ftp_expect_created",
     /// Expectations that became a data connection.

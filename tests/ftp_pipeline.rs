@@ -486,6 +486,83 @@ fn nat_passive_227_is_rewritten_sequence_adjusted_and_opens_one_data_connection(
 }
 
 #[test]
+fn two_sessions_of_one_client_never_share_a_passive_vip_port() {
+    let mut r = Rig::new();
+    // Two control connections from the same client: rr puts them on different servers, and
+    // both servers happen to pick passive port 10000.
+    let mut servers = Vec::new();
+    for (i, cport) in [40_000u16, 40_010].into_iter().enumerate() {
+        let syn = r.one(
+            0,
+            tcp(
+                (PEER_C, CLIENT_MAC),
+                CLIENT,
+                VIP_NAT,
+                (cport, 21),
+                C_ISN,
+                0,
+                "S",
+                b"",
+                &[],
+            ),
+        );
+        let srv = syn.dst.octets();
+        let from_server = |seq: u32, flags: &str, data: &[u8]| {
+            tcp(
+                (PEER_S1, SERVER_MAC),
+                srv,
+                CLIENT,
+                (21, cport),
+                seq,
+                C_ISN + 1,
+                flags,
+                data,
+                &[],
+            )
+        };
+        r.one(1, from_server(S_ISN, "SA", b""));
+        let line = format!(
+            "227 Entering Passive Mode ({},{},{},{},39,16).\r\n",
+            srv[0], srv[1], srv[2], srv[3]
+        );
+        let got = r.one(1, from_server(S_ISN + 1, "AP", line.as_bytes()));
+        let text = String::from_utf8(got.payload).unwrap();
+        let n: Vec<u16> = text[27..text.len() - 4]
+            .split(',')
+            .map(|x| x.parse().unwrap())
+            .collect();
+        assert_eq!(&n[..4], &[203, 0, 113, 5], "{text}");
+        let vport = n[4] * 256 + n[5];
+        if i == 0 {
+            assert_eq!(vport, 10_000, "the first keeps the server's port");
+        } else {
+            assert_ne!(vport, 10_000, "the second gets another VIP port");
+        }
+        servers.push((syn.dst, vport));
+    }
+    assert_ne!(servers[0].0, servers[1].0);
+    assert_eq!(r.ftp(0, FtpCounter::PortsTranslated), 1);
+    // Each data connection reaches its own session's server, at the server's port.
+    for (k, (server, vport)) in servers.iter().enumerate() {
+        let syn = r.one(
+            0,
+            tcp(
+                (PEER_C, CLIENT_MAC),
+                CLIENT,
+                VIP_NAT,
+                (41_000 + k as u16, *vport),
+                7,
+                0,
+                "S",
+                b"",
+                &[],
+            ),
+        );
+        assert_eq!((syn.dst, syn.dport), (*server, 10_000));
+    }
+}
+
+#[test]
 fn nat_policy_refusals_are_counted_and_the_line_goes_through() {
     let mut r = Rig::new();
     let mut c = connect(&mut r, VIP_NAT);

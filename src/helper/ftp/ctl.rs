@@ -46,6 +46,8 @@ use crate::time::Instant;
 use crate::wire::{option_kind, tcp_options, Ipv4Packet, SeqNumber, TcpFlags, TcpPacket};
 
 const ETH_LEN: usize = 14;
+/// VIP ports tried for a passive data connection before giving up.
+const PORT_TRIES: u32 = 256;
 
 /// Identifies a control connection across the worker/slow-path boundary: its worker and its
 /// client-side addresses (unique within one worker's flow table).
@@ -463,15 +465,29 @@ impl Helper {
                 if self.at_cap(meta, policy) {
                     return;
                 }
-                if let Some(_addr) = addr {
-                    let text = mangle::port_arg(meta.key.vip, port);
+                // The client sees VIP:port. Another session of the same client, on another
+                // server, may already expect that very port (each server picks its passive
+                // ports on its own): then the client gets another VIP port, mapped back to the
+                // server's (netfilter's FTP NAT does the same).
+                let Some(vport) = self.free_vport(meta.key.client, meta.key.vip, port) else {
+                    return self.count(svc, FtpCounter::RefusedTableFull);
+                };
+                let text = match addr {
+                    Some(_) => Some(mangle::port_arg(meta.key.vip, vport)),
+                    None if vport != port => Some(mangle::port_number_arg(vport)),
+                    None => None,
+                };
+                if let Some(text) = text {
                     if !self.record(meta, d, arg_seq, arg_len, text.as_bytes()) {
                         return;
                     }
                 }
+                if vport != port {
+                    self.count(svc, FtpCounter::PortsTranslated);
+                }
                 let e = self.expectation(meta, ExpectKind::Passive, now, policy);
                 let e = Expectation {
-                    dport: port,
+                    dport: vport,
                     server_port: port,
                     ..e
                 };
@@ -542,6 +558,18 @@ impl Helper {
             master: meta.conn,
             expires: now + policy.timeout,
         }
+    }
+
+    /// `port`, or the next port from 1024 up that no live expectation of `client` to `vip`
+    /// names (bounded search; `None` when all of them are taken).
+    fn free_vport(&self, client: Ipv4Addr, vip: Ipv4Addr, port: u16) -> Option<u16> {
+        (0..PORT_TRIES)
+            .map(|k| {
+                let span = u32::from(u16::MAX) - 1024 + 1;
+                let p = (u32::from(port).saturating_sub(1024) + k) % span + 1024;
+                p as u16
+            })
+            .find(|p| !self.expect.is_expected(client, vip, *p))
     }
 
     /// True (and counted) when the control connection already holds its maximum of live

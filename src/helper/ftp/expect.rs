@@ -287,6 +287,26 @@ impl Expectations {
         None
     }
 
+    /// True when a live expectation is for exactly `src → dst:dport` (slow path: choosing a
+    /// VIP port that names one data connection only).
+    pub fn is_expected(&self, src: Ipv4Addr, dst: Ipv4Addr, dport: u16) -> bool {
+        let home = self.home(src, dst);
+        (0..PROBE).any(|k| {
+            self.slots.get((home + k) & self.mask).is_some_and(|slot| {
+                let st = slot.state.load(Ordering::Acquire);
+                if st & STATUS_MASK != LIVE {
+                    return false;
+                }
+                let mut w = [0u64; WORDS];
+                for (d, a) in w.iter_mut().zip(slot.words.iter()) {
+                    *d = a.load(Ordering::Relaxed);
+                }
+                let e = Expectation::decode(&w);
+                e.src == src && e.dst == dst && e.dport == dport
+            })
+        })
+    }
+
     /// The state of a published expectation; a used one is reaped (its slot freed) by this
     /// call. Slow path only.
     pub fn poll(&self, id: ExpectId) -> Outcome {
