@@ -30,6 +30,7 @@ const S1: [u8; 4] = [198, 51, 100, 11];
 const VIP_NAT: [u8; 4] = [203, 0, 113, 5];
 const VIP_FNAT: [u8; 4] = [203, 0, 113, 6];
 const VIP_DR: [u8; 4] = [203, 0, 113, 7];
+const VIP_TUN: [u8; 4] = [203, 0, 113, 8];
 const LADDR: [u8; 4] = [198, 51, 100, 2];
 
 const CONFIG: &str = r#"
@@ -90,6 +91,20 @@ protocol = "tcp"
 vip = "203.0.113.7"
 ports = ["21", "10000-10100"]
 forward = "dr"
+scheduler = "rr"
+[service.ftp]
+control_ports = [21]
+[[service.server]]
+address = "198.51.100.11"
+[[service.server]]
+address = "198.51.100.12"
+
+[[service]]
+name = "ftp-tun"
+protocol = "tcp"
+vip = "203.0.113.8"
+ports = ["21", "10000-10100"]
+forward = "tun"
 scheduler = "rr"
 [service.ftp]
 control_ports = [21]
@@ -788,6 +803,124 @@ fn dr_active_mode_sends_the_clients_answer_to_the_control_server() {
         }
     }
     assert_eq!(r.ftp(2, FtpCounter::ExpectUsed), 2);
+}
+
+/// The server a TUN frame is tunnelled to (the outer destination), after checking the inner
+/// datagram is the client's, unchanged.
+fn tunnelled_to(frame: &[u8]) -> Ipv4Addr {
+    assert_eq!(frame[23], 4, "IP-in-IP");
+    let inner = seg(&[&frame[..14], &frame[34..]].concat());
+    assert_eq!(inner.dst, Ipv4Addr::from(VIP_TUN));
+    Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33])
+}
+
+#[test]
+fn tun_control_streams_are_read_inside_the_tunnel_and_pin_passive_data() {
+    let mut r = Rig::new();
+    for round in 0..2u16 {
+        let out = r.put(
+            0,
+            tcp(
+                (PEER_C, CLIENT_MAC),
+                CLIENT,
+                VIP_TUN,
+                (CPORT + round, 21),
+                C_ISN,
+                0,
+                "S",
+                b"",
+                &[],
+            ),
+        );
+        assert_eq!(out.len(), 1);
+        let server = tunnelled_to(&out[0].1);
+        // The PASV goes through the slow path, which must find it inside the tunnel.
+        let out = r.put(
+            0,
+            tcp(
+                (PEER_C, CLIENT_MAC),
+                CLIENT,
+                VIP_TUN,
+                (CPORT + round, 21),
+                C_ISN + 1,
+                1,
+                "AP",
+                b"PASV\r\n",
+                &[],
+            ),
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(tunnelled_to(&out[0].1), server);
+        let data = r.put(
+            0,
+            tcp(
+                (PEER_C, CLIENT_MAC),
+                CLIENT,
+                VIP_TUN,
+                (42_000 + round, 10_050),
+                7,
+                0,
+                "S",
+                b"",
+                &[],
+            ),
+        );
+        assert_eq!(data.len(), 1);
+        assert_eq!(tunnelled_to(&data[0].1), server, "round {round}: pinned");
+    }
+    assert_eq!(r.ftp(3, FtpCounter::ExpectUsed), 2);
+    assert_eq!(r.ftp(3, FtpCounter::Commands), 2);
+}
+
+#[test]
+fn a_control_connection_outlives_its_busy_data_connection() {
+    let mut r = Rig::new();
+    let mut c = connect(&mut r, VIP_NAT);
+    let srv = c.server.octets();
+    let line = format!(
+        "227 ({},{},{},{},39,16)\r\n",
+        srv[0], srv[1], srv[2], srv[3]
+    );
+    reply(&mut r, &mut c, line.as_bytes());
+    let data = |flags: &str, seq: u32| {
+        tcp(
+            (PEER_C, CLIENT_MAC),
+            CLIENT,
+            VIP_NAT,
+            (45_000, 10_000),
+            seq,
+            1,
+            flags,
+            b"x",
+            &[],
+        )
+    };
+    r.one(0, data("S", 7));
+    r.one(0, data("A", 8));
+    // The data connection stays busy for an hour; the control connection says nothing. Its
+    // own timeout (900 s established) would have ended it long ago.
+    for k in 1..=8u32 {
+        r.now = r.now + Duration::from_secs(450);
+        r.one(0, data("A", 8 + k));
+    }
+    let after = command(&mut r, &mut c, b"NOOP\r\n");
+    assert_eq!(
+        after.payload, b"NOOP\r\n",
+        "the control connection is still there"
+    );
+    // Once the data connection is gone too, the control connection lapses as usual.
+    r.now = r.now + Duration::from_secs(3600);
+    // Expiry is lazy and bounded per poll: let the timer wheel catch up with the hour.
+    for _ in 0..64 {
+        r.p.poll(r.now, &mut r.io);
+    }
+    assert_eq!(r.p.flows().len(), 0, "both connections lapsed");
+    assert!(r
+        .put(
+            0,
+            client_seg(VIP_NAT, c.c_next, c.s_next, "AP", b"NOOP\r\n")
+        )
+        .is_empty());
 }
 
 #[test]
