@@ -181,6 +181,7 @@ fn check_run(res: &Value, modes: &str, diag: &str) -> FtpRun {
         "{t}"
     );
     assert_eq!(run.passive, run.pasv + run.epsv, "{t}");
+    assert_eq!(run.active, run.port + run.eprt, "{t}");
     for cmd in ["PASV", "EPSV", "PORT", "EPRT"] {
         let wanted = modes.split(',').any(|m| mode_commands(m).contains(&cmd));
         assert_eq!(c(cmd) > 0, wanted, "{cmd} with modes {modes}: {t}");
