@@ -373,7 +373,7 @@ impl Helper {
                             client_port: port,
                             ..e
                         };
-                        self.publish(meta, e, None, policy);
+                        self.publish(meta, e, None, policy, now);
                     }
                     ForwardMethod::Nat => {
                         let e = self.expectation(meta, ExpectKind::Active, now, policy);
@@ -384,10 +384,10 @@ impl Helper {
                             client_port: port,
                             ..e
                         };
-                        self.publish(meta, e, None, policy);
+                        self.publish(meta, e, None, policy, now);
                     }
                     ForwardMethod::Fnat => {
-                        if self.at_cap(meta, policy) {
+                        if self.at_cap(meta, policy, now) {
                             return;
                         }
                         let Some(lport) = self.active_ports.alloc(meta.laddr, meta.key.worker)
@@ -412,7 +412,7 @@ impl Helper {
                             lport,
                             ..e
                         };
-                        if !self.publish(meta, e, Some((meta.laddr, lport)), policy) {
+                        if !self.publish(meta, e, Some((meta.laddr, lport)), policy, now) {
                             self.active_ports.free(meta.laddr, lport);
                         }
                     }
@@ -434,7 +434,7 @@ impl Helper {
                 // DR/TUN never see the reply: pin the client's next data connection to any
                 // port of the service to this control connection's server.
                 let e = self.expectation(meta, ExpectKind::Passive, now, policy);
-                self.publish(meta, e, None, policy);
+                self.publish(meta, e, None, policy, now);
             }
             Event::Auth => {
                 self.count(svc, FtpCounter::Commands);
@@ -462,7 +462,7 @@ impl Helper {
                 if port < 1024 {
                     return self.count(svc, FtpCounter::RefusedLowPort);
                 }
-                if self.at_cap(meta, policy) {
+                if self.at_cap(meta, policy, now) {
                     return;
                 }
                 // The client sees VIP:port. Another session of the same client, on another
@@ -491,7 +491,7 @@ impl Helper {
                     server_port: port,
                     ..e
                 };
-                self.publish(meta, e, None, policy);
+                self.publish(meta, e, None, policy, now);
             }
             Event::Reply234 => {
                 self.count(svc, FtpCounter::Replies);
@@ -574,9 +574,21 @@ impl Helper {
 
     /// True (and counted) when the control connection already holds its maximum of live
     /// expectations: checked before a rewrite, so a refused line goes through unchanged.
-    fn at_cap(&mut self, meta: &CtlMeta, policy: Policy) -> bool {
-        let held = self.conns.get(&meta.key).map_or(0, |c| c.expects.len());
-        if held >= policy.per_conn as usize {
+    /// Expectations a worker used since the last [`Helper::poll`] still count until they are
+    /// reaped, so the connection's own are settled first: a client can open several data
+    /// connections within one poll interval.
+    fn at_cap(&mut self, meta: &CtlMeta, policy: Policy, now: Instant) -> bool {
+        let held = |me: &Self| me.conns.get(&meta.key).map_or(0, |c| c.expects.len());
+        if held(self) < policy.per_conn as usize {
+            return false;
+        }
+        let mut i = 0;
+        while let Some(p) = self.pending.get(i).copied() {
+            if p.owner != meta.key || !self.settle(i, now) {
+                i += 1;
+            }
+        }
+        if held(self) >= policy.per_conn as usize {
             self.count(meta.service, FtpCounter::RefusedConnCap);
             return true;
         }
@@ -589,10 +601,9 @@ impl Helper {
         e: Expectation,
         local: Option<(Ipv4Addr, u16)>,
         policy: Policy,
+        now: Instant,
     ) -> bool {
-        let held = self.conns.get(&meta.key).map_or(0, |c| c.expects.len());
-        if held >= policy.per_conn as usize {
-            self.count(meta.service, FtpCounter::RefusedConnCap);
+        if self.at_cap(meta, policy, now) {
             return false;
         }
         let Some(id) = self.expect.insert(&e) else {
@@ -764,6 +775,40 @@ impl Helper {
         }
     }
 
+    /// Reap `pending[i]` if a worker used it, expire it if it lapsed. True when it was removed
+    /// (the entry at `i` is then another one).
+    fn settle(&mut self, i: usize, now: Instant) -> bool {
+        let Some(p) = self.pending.get(i).copied() else {
+            return false;
+        };
+        let outcome = if p.expires <= now {
+            match self.expect.revoke(p.id) {
+                Outcome::Used => Outcome::Used,
+                _ => {
+                    self.count(p.service, FtpCounter::ExpectExpired);
+                    Outcome::Gone
+                }
+            }
+        } else {
+            self.expect.poll(p.id)
+        };
+        match outcome {
+            Outcome::Live => false,
+            Outcome::Used | Outcome::Gone => {
+                if outcome == Outcome::Used {
+                    self.count(p.service, FtpCounter::ExpectUsed);
+                } else if let Some((a, port)) = p.local {
+                    self.active_ports.free(a, port);
+                }
+                if let Some(c) = self.conns.get_mut(&p.owner) {
+                    c.expects.retain(|x| *x != p.id);
+                }
+                self.pending.swap_remove(i);
+                true
+            }
+        }
+    }
+
     /// A full-NAT active-mode data connection ended: its local port is free again.
     pub fn released(&mut self, laddr: Ipv4Addr, lport: u16) {
         self.active_ports.free(laddr, lport);
@@ -773,31 +818,9 @@ impl Helper {
     /// (it walks the live expectations only).
     pub fn poll(&mut self, now: Instant) {
         let mut i = 0;
-        while let Some(p) = self.pending.get(i).copied() {
-            let outcome = if p.expires <= now {
-                match self.expect.revoke(p.id) {
-                    Outcome::Used => Outcome::Used,
-                    _ => {
-                        self.count(p.service, FtpCounter::ExpectExpired);
-                        Outcome::Gone
-                    }
-                }
-            } else {
-                self.expect.poll(p.id)
-            };
-            match outcome {
-                Outcome::Live => i += 1,
-                Outcome::Used | Outcome::Gone => {
-                    if outcome == Outcome::Used {
-                        self.count(p.service, FtpCounter::ExpectUsed);
-                    } else if let Some((a, port)) = p.local {
-                        self.active_ports.free(a, port);
-                    }
-                    if let Some(c) = self.conns.get_mut(&p.owner) {
-                        c.expects.retain(|x| *x != p.id);
-                    }
-                    self.pending.swap_remove(i);
-                }
+        while i < self.pending.len() {
+            if !self.settle(i, now) {
+                i += 1;
             }
         }
         let mut by_service = vec![0u64; self.policies.len()];
