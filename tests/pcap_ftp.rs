@@ -71,14 +71,15 @@ use std::fs::File;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 use serde_json::Value;
+
+use pcap::Run;
 
 type Mac = [u8; 6];
 type Ip = [u8; 4];
@@ -525,48 +526,7 @@ struct Ex {
 // ---------------------------------------------------------------------------------------------
 // Running rvs.
 
-/// A temp directory and a running rvs, both cleaned up however the test ends.
-struct Run {
-    dir: PathBuf,
-    prefix: String,
-    child: Option<Child>,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if matches!(c.try_wait(), Ok(None)) {
-                let _ = c.kill();
-            }
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        // The EAL's runtime directory for our --file-prefix (config and fbarray files).
-        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
-    }
-}
-
 impl Run {
-    fn new(name: &str) -> Run {
-        static SEQ: AtomicUsize = AtomicUsize::new(0);
-        let tag = format!(
-            "{}-{}-{name}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = std::env::temp_dir().join(format!("rvs-pcap-ftp-{tag}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        Run {
-            dir,
-            prefix: format!("rvs-pcap-ftp-{tag}"),
-            child: None,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
     fn config(&self) -> String {
         let p = |n: &str| self.path(n).display().to_string();
         format!(
@@ -1148,7 +1108,7 @@ struct Outcome {
 fn outcome() -> &'static Outcome {
     static RUN: OnceLock<Result<Outcome, String>> = OnceLock::new();
     let run = RUN.get_or_init(|| {
-        let mut live = Live::start(Run::new("main"))?;
+        let mut live = Live::start(Run::new("pcap-ftp", "main"))?;
         let flows = session(&mut live)?;
         live.finish(flows)
     });

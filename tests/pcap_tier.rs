@@ -38,14 +38,15 @@ mod pcap;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 use serde_json::Value;
+
+use pcap::Run;
 
 type Mac = [u8; 6];
 type Ip = [u8; 4];
@@ -504,48 +505,7 @@ struct Outcome {
     stdout: String,
 }
 
-/// A temp directory and a running rvs, both cleaned up however the test ends.
-struct Run {
-    dir: PathBuf,
-    prefix: String,
-    child: Option<Child>,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if matches!(c.try_wait(), Ok(None)) {
-                let _ = c.kill();
-            }
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        // The EAL's runtime directory for our --file-prefix (config and fbarray files).
-        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
-    }
-}
-
 impl Run {
-    fn new(name: &str) -> Run {
-        static SEQ: AtomicUsize = AtomicUsize::new(0);
-        let tag = format!(
-            "{}-{}-{name}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = std::env::temp_dir().join(format!("rvs-pcap-tier-{tag}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        Run {
-            dir,
-            prefix: format!("rvs-pcap-{tag}"),
-            child: None,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
     fn config(&self) -> String {
         let p = |n: &str| self.path(n).display().to_string();
         format!(
@@ -702,7 +662,7 @@ address = "198.51.100.1/24"
 
 fn outcome() -> &'static Outcome {
     static RUN: OnceLock<Result<Outcome, String>> = OnceLock::new();
-    match RUN.get_or_init(|| Run::new("main").execute(scenario())) {
+    match RUN.get_or_init(|| Run::new("pcap-tier", "main").execute(scenario())) {
         Ok(o) => o,
         Err(e) => panic!("the rvs run failed: {e}"),
     }
@@ -1688,7 +1648,7 @@ address = "198.51.100.1/24"
 
 fn mw_outcome() -> &'static MwOutcome {
     static RUN: OnceLock<Result<MwOutcome, String>> = OnceLock::new();
-    match RUN.get_or_init(|| Run::new("two-workers").execute_mw(mw_scenario())) {
+    match RUN.get_or_init(|| Run::new("pcap-tier", "two-workers").execute_mw(mw_scenario())) {
         Ok(o) => o,
         Err(e) => panic!("the two-worker rvs run failed: {e}"),
     }
@@ -2631,7 +2591,7 @@ mtu = {FWD_SERVER_MTU}
 
 fn fwd_outcome() -> &'static FwdOutcome {
     static RUN: OnceLock<Result<FwdOutcome, String>> = OnceLock::new();
-    match RUN.get_or_init(|| Run::new("forwarding").execute_fwd(fwd_scenario())) {
+    match RUN.get_or_init(|| Run::new("pcap-tier", "forwarding").execute_fwd(fwd_scenario())) {
         Ok(o) => o,
         Err(e) => panic!("the forwarding-methods rvs run failed: {e}"),
     }

@@ -7,7 +7,9 @@
 //! byte order and either precision, because DPDK's `net_pcap` writes nanosecond files.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const MAGIC_USEC: u32 = 0xa1b2_c3d4;
 const MAGIC_NSEC: u32 = 0xa1b2_3c4d;
@@ -109,4 +111,50 @@ pub fn read(path: &Path) -> Result<Vec<Vec<u8>>, PcapError> {
     let bytes = std::fs::read(path)
         .map_err(|e| PcapError(format!("cannot read {}: {e}", path.display())))?;
     decode(&bytes)
+}
+
+/// A temp directory and a running rvs, both cleaned up however the test ends (the pcap tiers
+/// add their own methods: the config, the run itself).
+pub struct Run {
+    pub dir: PathBuf,
+    pub prefix: String,
+    pub child: Option<Child>,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // The EAL's runtime directory for our --file-prefix (config and fbarray files).
+        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
+    }
+}
+
+impl Run {
+    /// A fresh directory `rvs-<tier>-<pid>-<n>-<name>` and the EAL file prefix to match.
+    pub fn new(tier: &str, name: &str) -> Run {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let tag = format!(
+            "{}-{}-{name}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = std::env::temp_dir().join(format!("rvs-{tier}-{tag}"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        Run {
+            dir,
+            prefix: format!("rvs-{tier}-{tag}"),
+            child: None,
+        }
+    }
+
+    /// A file in the run's directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
 }
