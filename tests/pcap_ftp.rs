@@ -79,7 +79,7 @@ use std::time::{Duration, Instant};
 use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 use serde_json::Value;
 
-use pcap::Run;
+use pcap::{checksum, eth, hex, Run};
 
 type Mac = [u8; 6];
 type Ip = [u8; 4];
@@ -178,30 +178,6 @@ const WAIT: Duration = Duration::from_secs(20);
 // ---------------------------------------------------------------------------------------------
 // Frame builders (our own; etherparse and tshark judge what comes out).
 
-fn ones_sum(data: &[u8]) -> u32 {
-    let mut s: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
-        .sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s
-}
-
-fn checksum(data: &[u8]) -> u16 {
-    !(ones_sum(data) as u16)
-}
-
-fn eth(dst: Mac, src: Mac, ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(14 + payload.len());
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
 /// An IPv4 datagram (no options, DF clear, TTL 64) with a correct header checksum.
 fn ipv4(src: Ip, dst: Ip, id: u16, payload: &[u8]) -> Vec<u8> {
     let total = (20 + payload.len()) as u16;
@@ -291,10 +267,6 @@ fn host_port(line: &[u8]) -> Option<(Ip, u16)> {
 
 // ---------------------------------------------------------------------------------------------
 // Reading frames (etherparse).
-
-fn hex(f: &[u8]) -> String {
-    f.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// A TCP/IPv4 frame as etherparse reads it, with what its checksums and lengths are worth.
 #[derive(Clone, Debug)]

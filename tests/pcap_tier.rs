@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 use serde_json::Value;
 
-use pcap::Run;
+use pcap::{checksum, eth, hex, ones_sum, Run};
 
 type Mac = [u8; 6];
 type Ip = [u8; 4];
@@ -188,23 +188,8 @@ const PROTO_UDP: u8 = 17;
 // ---------------------------------------------------------------------------------------------
 // Frame builders (our own, so malformed frames are easy; etherparse judges what comes out).
 
-fn ones_sum(data: &[u8]) -> u32 {
-    let mut s: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
-        .sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s
-}
-
 fn fold_add(a: u32, b: u32) -> u32 {
     ones_sum(&[(a >> 8) as u8, a as u8, (b >> 8) as u8, b as u8])
-}
-
-fn checksum(data: &[u8]) -> u16 {
-    !(ones_sum(data) as u16)
 }
 
 /// TCP/UDP checksum over the pseudo-header and `seg` (whose checksum field must be zero).
@@ -215,15 +200,6 @@ fn l4_checksum(src: Ip, dst: Ip, proto: u8, seg: &[u8]) -> u16 {
     pseudo.extend_from_slice(&[0, proto]);
     pseudo.extend_from_slice(&(seg.len() as u16).to_be_bytes());
     !(fold_add(ones_sum(&pseudo), ones_sum(seg)) as u16)
-}
-
-fn eth(dst: Mac, src: Mac, ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(14 + payload.len());
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
 }
 
 /// An IPv4 datagram (no options, DF clear) with a correct header checksum.
@@ -676,10 +652,6 @@ fn mac_str(m: Mac) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-fn hex(f: &[u8]) -> String {
-    f.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An IPv4 frame as etherparse reads it, after its checksums were verified.

@@ -158,3 +158,37 @@ impl Run {
         self.dir.join(name)
     }
 }
+
+// Frame building shared by the pcap tiers.
+
+/// The folded 16-bit one's-complement sum of `data` (RFC 1071), odd byte padded with zero.
+pub fn ones_sum(data: &[u8]) -> u32 {
+    let mut s: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s
+}
+
+/// The Internet checksum of `data`.
+pub fn checksum(data: &[u8]) -> u16 {
+    !(ones_sum(data) as u16)
+}
+
+/// An Ethernet II frame.
+pub fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// `f` as lowercase hex, for failure messages.
+pub fn hex(f: &[u8]) -> String {
+    f.iter().map(|b| format!("{b:02x}")).collect()
+}
