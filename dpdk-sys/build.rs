@@ -107,6 +107,8 @@ const VARS: &[&str] = &[
     "RTE_ETH_LINK_.*",
     "RTE_ETH_RETA_GROUP_SIZE",
     "RTE_RING_F_.*",
+    // rte_ring creation flags (single producer / single consumer), for bench rings.
+    "RING_F_(SP_ENQ|SC_DEQ)",
     // errno values the safe layer reports or tolerates (DPDK returns them negated).
     "E(2BIG|INVAL|NOTSUP|OPNOTSUPP|ALREADY|NODEV|NOMEM|BUSY|NOSPC|EXIST|NOENT|NAMETOOLONG|RANGE|IO|AGAIN)",
 ];

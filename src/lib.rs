@@ -7,8 +7,10 @@
 //!   neighbours and routes, forwarding methods). Everything here takes `now` as an argument.
 //! - [`worker`]: the per-core pipeline, generic over [`packet::PacketBuf`], and its poll loop.
 //! - [`config`], [`runtime`], [`stats`]: setup, wiring and reporting.
+//! - [`bench`]: `rvs bench`, the end-to-end performance harness (generator and sink on rings).
 #![deny(unsafe_code)]
 
+pub mod bench;
 pub mod config;
 #[allow(unsafe_code)]
 pub mod dpdk;

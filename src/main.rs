@@ -33,11 +33,15 @@ enum Cmd {
         /// The TOML configuration.
         config: PathBuf,
     },
+    /// Measure rvs end to end: an in-process generator and sink on DPDK ring ports around the
+    /// real workers (needs root; see docs/PERFORMANCE.md).
+    Bench(rvs::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Bench(args) => rvs::bench::main(&args),
         Cmd::Check { config } => match Config::load(&config) {
             Ok(c) => {
                 print!("{}", c.summary());

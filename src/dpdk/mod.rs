@@ -3,11 +3,12 @@
 //! This is the only module of rvs allowed to write `unsafe`, and every `unsafe` block carries a
 //! `// SAFETY:` comment. It owns the lifecycle of the EAL ([`Eal`]), mbuf pools ([`Mempool`]),
 //! single mbufs ([`Mbuf`], which frees itself on drop), started ethdev ports ([`Port`]) and their
-//! queues ([`RxQueue`], [`TxQueue`], one owner each), and worker lcores ([`launch`]). The FFI
-//! boundary is crossed once per burst, not once per packet: `rx_burst` receives straight into a
-//! `Vec<Mbuf>`'s spare capacity, `tx_burst` hands the front of a `Vec<Mbuf>` to the NIC, and
-//! [`free_bulk`] frees a whole vector in one call. Per-packet edits of an mbuf (prepend, adj,
-//! append, truncate) are plain field updates in Rust, no FFI at all.
+//! queues ([`RxQueue`], [`TxQueue`], one owner each), SP/SC rings of mbufs and ethdevs made of
+//! them ([`mbuf_ring`], [`ring_port`], for the in-process generator), and worker lcores
+//! ([`launch`]). The FFI boundary is crossed once per burst, not once per packet: `rx_burst`
+//! receives straight into a `Vec<Mbuf>`'s spare capacity, `tx_burst` hands the front of a
+//! `Vec<Mbuf>` to the NIC, and [`free_bulk`] frees a whole vector in one call. Per-packet edits of
+//! an mbuf (prepend, adj, append, truncate) are plain field updates in Rust, no FFI at all.
 //!
 //! Invariants and limitations:
 //! - Drop order matters and is the caller's job: queues and ports before the mempool they
@@ -29,6 +30,7 @@ pub mod lcore;
 pub mod mbuf;
 pub mod mempool;
 pub mod port;
+pub mod ring;
 
 pub use eal::{tsc, tsc_hz, version, Eal};
 pub use lcore::{
@@ -38,6 +40,7 @@ pub use lcore::{
 pub use mbuf::{free_bulk, Mbuf};
 pub use mempool::{Mempool, DEFAULT_DATA_ROOM, HEADROOM};
 pub use port::{LinkStatus, Port, PortConfig, PortInfo, PortStats, RxQueue, TxQueue};
+pub use ring::{mbuf_ring, ring_port, RingConsumer, RingPort, RingProducer};
 
 /// A failed DPDK setup call: which call (and on what), and the errno it reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
