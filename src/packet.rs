@@ -32,6 +32,19 @@ pub trait PacketBuf {
     /// Grow the frame by `n` bytes at the end. The new bytes are unspecified.
     /// Returns false (and leaves the frame unchanged) when there is not enough tailroom.
     fn append(&mut self, n: usize) -> bool;
+    /// True when the frame continues in further segments (which the pipeline does not take).
+    fn is_chained(&self) -> bool {
+        false
+    }
+    /// Start loading the buffer's own metadata (where its data is) into the cache; a hint for
+    /// the first stage of a burst, before anything reads it.
+    fn prefetch_meta(&self) {}
+    /// Start loading the first cache line of the frame into the cache.
+    fn prefetch_data(&self) {
+        if let Some(b) = self.data().first() {
+            crate::dpdk::prefetch(b);
+        }
+    }
 }
 
 /// Largest frame a `Vec<u8>` buffer may grow to, mirroring an mbuf's data room.

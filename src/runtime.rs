@@ -582,14 +582,7 @@ impl WorkerCtx {
                 if got == 0 {
                     continue;
                 }
-                for m in rx.drain(..) {
-                    if m.nb_segs() > 1 {
-                        pipeline.count_drop(DropReason::MultiSegment, 1);
-                        io.discard(m);
-                        continue;
-                    }
-                    pipeline.process(port as u16, m, now, &mut io);
-                }
+                pipeline.process_burst(port as u16, &mut rx, now, &mut io);
             }
             if let Some(q) = control_inbox {
                 while let Some(changes) = q.pop() {

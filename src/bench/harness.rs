@@ -529,14 +529,7 @@ impl Worker {
                         continue;
                     }
                     got += n;
-                    for m in self.rx.drain(..) {
-                        if m.nb_segs() > 1 {
-                            pipeline.count_drop(DropReason::MultiSegment, 1);
-                            io.discard(m);
-                            continue;
-                        }
-                        pipeline.process(port as u16, m, now, io.as_mut());
-                    }
+                    pipeline.process_burst(port as u16, &mut self.rx, now, io.as_mut());
                 }
                 pipeline.poll(now, io.as_mut());
                 io.flush(pipeline);

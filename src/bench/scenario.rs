@@ -73,9 +73,15 @@ pub fn toml(o: &Options) -> String {
     let mut s = String::new();
     let w = o.workers;
     let per_worker = o.flows.div_ceil(u64::from(w.max(1)));
-    // The table grows on demand; the capacity is only a ceiling. Leave room for a few seconds
-    // of new connections at any rate this machine can reach.
-    let cap = (per_worker + if creates_connections(o) { 16 << 20 } else { 0 }).max(1 << 20);
+    // The flow index is sized for the capacity up front, as an operator sizes `[flows]
+    // capacity` for the load they expect: the flows plus a little headroom, or, where
+    // connections are made during the run, room for about four seconds of them at 1M/s (the
+    // scenarios shorten the timeouts to 2 s).
+    let cap = if creates_connections(o) {
+        per_worker + (4 << 20)
+    } else {
+        per_worker + per_worker / 16 + 1024
+    };
     let _ = write!(
         s,
         r#"[workers]

@@ -130,6 +130,15 @@ impl Mbuf {
 }
 
 impl PacketBuf for Mbuf {
+    fn is_chained(&self) -> bool {
+        self.raw().nb_segs > 1
+    }
+
+    #[inline(always)]
+    fn prefetch_meta(&self) {
+        super::prefetch(self.raw());
+    }
+
     fn data(&self) -> &[u8] {
         let m = self.raw();
         // SAFETY: buf_addr..buf_addr+buf_len is the mbuf's buffer and data_off + data_len <=

@@ -6,6 +6,7 @@
 //! as the request (client → VIP).
 
 pub mod conn;
+mod index;
 pub mod key;
 pub mod rss;
 pub mod table;

@@ -1,9 +1,13 @@
-//! The per-worker flow table: a slab of connections, a hash index with one entry per direction,
-//! and a lazy timer wheel for idle expiry.
+//! The per-worker flow table: a slab of connections, a hash index with one entry per direction
+//! ([`FlowIndex`](super::index)), and a lazy timer wheel for idle expiry.
 //!
 //! Invariants:
 //! - every live connection has exactly two index entries (original and reply key) pointing at its
 //!   slot, and exactly one *current* wheel entry: the one filed under `conn.wheel_sec`;
+//! - the index is sized up front for the configured capacity (up to [`PRESIZE_LIMIT`] flows, and
+//!   grown by rebuilding beyond that), so a busy worker never stalls on a rehash;
+//! - memory per flow: 48 bytes of connection, 4 of slot generation, 16 of index (at 57 % load or
+//!   less) and 8 of wheel entry; see [`FlowTable::bytes_per_flow`];
 //! - refreshing a connection only moves `conn.expires` later, which costs nothing; the wheel entry
 //!   is re-filed lazily when its second comes round and the connection turns out to be alive;
 //! - shortening a timeout (RST, FIN) files a new, earlier wheel entry; the old one is recognised as
@@ -13,9 +17,8 @@
 //!
 //! Limitation: expiry has one-second granularity and may run a second or two late.
 
-use hashbrown::HashMap;
-
 use super::conn::{Conn, ConnId};
+use super::index::FlowIndex;
 use super::key::{Dir, FlowKey};
 use crate::time::Instant;
 
@@ -38,17 +41,19 @@ struct WheelEntry {
     gen: u32,
 }
 
-#[derive(Debug)]
-struct Slot {
-    conn: Option<Conn>,
-    gen: u32,
-}
+/// Flows the index is sized for up front; a larger capacity grows it by rebuilding on the way.
+pub const PRESIZE_LIMIT: usize = 1 << 24;
+
+// A slot is the connection alone (its generation lives in `gens`, read only by expiry).
+const _: () = assert!(std::mem::size_of::<Option<Conn>>() == 48);
 
 /// A worker's connections.
 #[derive(Debug)]
 pub struct FlowTable {
-    index: HashMap<FlowKey, u32>,
-    slots: Vec<Slot>,
+    index: FlowIndex,
+    slots: Vec<Option<Conn>>,
+    /// Bumped each time a slot is reused, so stale wheel entries can tell.
+    gens: Vec<u32>,
     free: Vec<u32>,
     wheel: Vec<Vec<WheelEntry>>,
     /// The next second whose wheel slot has not been processed.
@@ -83,9 +88,13 @@ impl FlowTable {
     /// expiry clock at `now`.
     pub fn new(capacity: usize, now: Instant) -> FlowTable {
         let capacity = capacity.min((DIR_BIT - 1) as usize);
+        let presize = capacity.min(PRESIZE_LIMIT);
+        let slots = Vec::with_capacity(presize);
+        crate::dpdk::advise_huge_pages(&slots);
         FlowTable {
-            index: HashMap::new(),
-            slots: Vec::new(),
+            index: FlowIndex::with_capacity(2 * presize),
+            slots,
+            gens: Vec::with_capacity(presize),
             free: Vec::new(),
             wheel: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(),
             cursor: sec_of(now),
@@ -109,27 +118,73 @@ impl FlowTable {
         self.capacity
     }
 
+    /// Memory the table takes per live flow, from its allocations (index, slots, generations,
+    /// free list and wheel); the harness compares it with what the process's RSS grew by.
+    pub fn bytes_per_flow(&self) -> f64 {
+        let wheel: usize = self
+            .wheel
+            .iter()
+            .map(|b| b.capacity() * std::mem::size_of::<WheelEntry>())
+            .sum();
+        let bytes = self.index.bytes()
+            + self.slots.capacity() * std::mem::size_of::<Option<Conn>>()
+            + self.gens.capacity() * 4
+            + self.free.capacity() * 4
+            + wheel;
+        bytes as f64 / self.live.max(1) as f64
+    }
+
     /// Find the connection a packet with `key` belongs to, and its direction.
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<(ConnId, Dir)> {
-        self.index.get(key).map(|v| {
-            let (slot, dir) = decode(*v);
-            (ConnId(slot), dir)
-        })
+        let h = self.index.hash(key);
+        self.index
+            .find(h, |v| {
+                let (slot, dir) = decode(v);
+                self.slots
+                    .get(slot as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|c| match dir {
+                        Dir::Original => c.original_key() == *key,
+                        Dir::Reply => c.reply_key() == *key,
+                    })
+            })
+            .map(|v| {
+                let (slot, dir) = decode(v);
+                (ConnId(slot), dir)
+            })
+    }
+
+    /// Start loading the index bucket of `key` into the cache (the first stage of a burst's
+    /// lookups); returns the key's hash for [`FlowTable::prefetch_conn`].
+    #[inline(always)]
+    pub fn prefetch_index(&self, key: &FlowKey) -> u64 {
+        let h = self.index.hash(key);
+        self.index.prefetch(h);
+        h
+    }
+
+    /// Start loading the connection the index bucket of hash `h` most likely names (the second
+    /// stage, once that bucket has arrived).
+    #[inline(always)]
+    pub fn prefetch_conn(&self, h: u64) {
+        if let Some(v) = self.index.first_candidate(h) {
+            if let Some(c) = self.slots.get(decode(v).0 as usize) {
+                crate::dpdk::prefetch(c);
+            }
+        }
     }
 
     /// The connection behind `id`.
     #[inline]
     pub fn get(&self, id: ConnId) -> Option<&Conn> {
-        self.slots.get(id.0 as usize).and_then(|s| s.conn.as_ref())
+        self.slots.get(id.0 as usize).and_then(Option::as_ref)
     }
 
     /// The connection behind `id`, mutable. Use [`FlowTable::set_expiry`] to change its expiry.
     #[inline]
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
-        self.slots
-            .get_mut(id.0 as usize)
-            .and_then(|s| s.conn.as_mut())
+        self.slots.get_mut(id.0 as usize).and_then(Option::as_mut)
     }
 
     /// Add a connection whose `expires` is already set.
@@ -138,28 +193,33 @@ impl FlowTable {
             return Err(InsertError::Full);
         }
         let (ko, kr) = (conn.original_key(), conn.reply_key());
-        if ko == kr || self.index.contains_key(&ko) || self.index.contains_key(&kr) {
+        if ko == kr || self.lookup(&ko).is_some() || self.lookup(&kr).is_some() {
             return Err(InsertError::Conflict);
+        }
+        if !self.index.has_room(2) {
+            self.grow_index();
         }
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
-                self.slots.push(Slot { conn: None, gen: 0 });
+                self.slots.push(None);
+                self.gens.push(0);
                 (self.slots.len() - 1) as u32
             }
         };
         let sec = self.filing_sec(conn.expires);
         conn.wheel_sec = sec as u32;
-        let gen = match self.slots.get_mut(slot as usize) {
-            Some(s) => {
-                s.gen = s.gen.wrapping_add(1);
-                s.conn = Some(conn);
-                s.gen
+        let gen = match (self.slots.get_mut(slot as usize), self.gens.get_mut(slot as usize)) {
+            (Some(s), Some(g)) => {
+                *g = g.wrapping_add(1);
+                *s = Some(conn);
+                *g
             }
-            None => return Err(InsertError::Full),
+            _ => return Err(InsertError::Full),
         };
-        self.index.insert(ko, encode(slot, Dir::Original));
-        self.index.insert(kr, encode(slot, Dir::Reply));
+        let (ho, hr) = (self.index.hash(&ko), self.index.hash(&kr));
+        self.index.insert(ho, encode(slot, Dir::Original));
+        self.index.insert(hr, encode(slot, Dir::Reply));
         self.file(slot, gen, sec);
         self.live += 1;
         Ok(ConnId(slot))
@@ -168,6 +228,24 @@ impl FlowTable {
     /// The second to file an entry expiring at `t` under: never in the past, and never more
     /// than one wheel turn ahead (a longer timeout is re-filed when that second comes), so each
     /// second's bucket only ever holds entries for that very second.
+    /// Rebuild the index at twice its size (only when the capacity is beyond [`PRESIZE_LIMIT`]
+    /// and the live flows have outgrown the pre-sized index).
+    #[cold]
+    fn grow_index(&mut self) {
+        if self.index.has_room(2) {
+            return;
+        }
+        let mut index = FlowIndex::with_capacity(2 * self.index.len() + 2);
+        for (i, c) in self.slots.iter().enumerate() {
+            if let Some(c) = c {
+                let slot = i as u32;
+                index.insert(index.hash(&c.original_key()), encode(slot, Dir::Original));
+                index.insert(index.hash(&c.reply_key()), encode(slot, Dir::Reply));
+            }
+        }
+        self.index = index;
+    }
+
     fn filing_sec(&self, t: Instant) -> u64 {
         sec_of(t).clamp(self.cursor, self.cursor + WHEEL_SLOTS as u64 - 1)
     }
@@ -181,24 +259,26 @@ impl FlowTable {
     /// Set when `id` expires. Moving it later is free; moving it earlier files a new wheel entry.
     pub fn set_expiry(&mut self, id: ConnId, expires: Instant) {
         let sec = self.filing_sec(expires);
-        let Some(s) = self.slots.get_mut(id.0 as usize) else {
+        let Some(Some(c)) = self.slots.get_mut(id.0 as usize) else {
             return;
         };
-        let gen = s.gen;
-        let Some(c) = s.conn.as_mut() else { return };
         c.expires = expires;
         if sec < u64::from(c.wheel_sec) {
             c.wheel_sec = sec as u32;
+            let gen = self.gens.get(id.0 as usize).copied().unwrap_or(0);
             self.file(id.0, gen, sec);
         }
     }
 
     /// Remove a connection now. Returns it.
     pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
-        let s = self.slots.get_mut(id.0 as usize)?;
-        let conn = s.conn.take()?;
-        self.index.remove(&conn.original_key());
-        self.index.remove(&conn.reply_key());
+        let conn = self.slots.get_mut(id.0 as usize)?.take()?;
+        let (ho, hr) = (
+            self.index.hash(&conn.original_key()),
+            self.index.hash(&conn.reply_key()),
+        );
+        self.index.remove(ho, encode(id.0, Dir::Original));
+        self.index.remove(hr, encode(id.0, Dir::Reply));
         self.free.push(id.0);
         self.live -= 1;
         Some(conn)
@@ -230,13 +310,12 @@ impl FlowTable {
             while budget > 0 {
                 let Some(e) = bucket.pop() else { break };
                 budget -= 1;
-                let Some(s) = self.slots.get_mut(e.slot as usize) else {
-                    continue;
-                };
-                if s.gen != e.gen {
+                if self.gens.get(e.slot as usize) != Some(&e.gen) {
                     continue; // the slot was reused since this entry was filed
                 }
-                let Some(c) = s.conn.as_mut() else { continue };
+                let Some(Some(c)) = self.slots.get_mut(e.slot as usize) else {
+                    continue;
+                };
                 if u64::from(c.wheel_sec) != self.cursor {
                     continue; // stale: superseded by an earlier entry, or re-filed already
                 }
@@ -249,8 +328,7 @@ impl FlowTable {
                     let sec = sec_of(c.expires)
                         .clamp(self.cursor + 1, self.cursor + WHEEL_SLOTS as u64 - 1);
                     c.wheel_sec = sec as u32;
-                    let gen = s.gen;
-                    self.file(e.slot, gen, sec);
+                    self.file(e.slot, e.gen, sec);
                 }
             }
             let done = bucket.is_empty();
@@ -276,7 +354,7 @@ impl FlowTable {
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.conn.as_ref().map(|c| (ConnId(i as u32), c)))
+            .filter_map(|(i, s)| s.as_ref().map(|c| (ConnId(i as u32), c)))
     }
 }
 
@@ -405,5 +483,29 @@ mod tests {
             }
         }
         assert_eq!(t.index.len(), 2 * t.len());
+    }
+
+    #[test]
+    fn index_grows_past_its_presized_size() {
+        // A capacity above what was pre-sized: force growth by starting from a tiny index.
+        let mut t = FlowTable::new(100_000, Instant::ZERO);
+        t.index = FlowIndex::with_capacity(8);
+        let mut ids = vec![];
+        for i in 0..5000u32 {
+            let mut c = conn(0, Instant::from_secs(30));
+            c.client = Ipv4Addr::from(0xC000_0000 | i);
+            c.laddr = c.client;
+            ids.push((t.insert(c.clone()).unwrap(), c));
+        }
+        assert_eq!(t.index.len(), 10_000);
+        for (id, c) in &ids {
+            assert_eq!(t.lookup(&c.original_key()), Some((*id, Dir::Original)));
+            assert_eq!(t.lookup(&c.reply_key()), Some((*id, Dir::Reply)));
+        }
+        for (id, _) in ids.iter().step_by(2) {
+            t.remove(*id).unwrap();
+        }
+        assert_eq!((t.len(), t.index.len()), (2500, 5000));
+        assert!(t.bytes_per_flow() > 48.0);
     }
 }
