@@ -211,7 +211,7 @@ pub enum FtpCounter {
 }}
 
 /// A worker's own counters: plain integers, bumped on the packet path.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalBlock {
     values: Vec<u64>,
 }

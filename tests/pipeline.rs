@@ -1563,3 +1563,39 @@ fn icmp_errors_about_full_nat_flows_are_translated_both_ways() {
     );
     assert_eq!(counter(&p, Counter::IcmpErrorsTranslated), 2);
 }
+
+/// `process_burst` (staged prefetches, then frame by frame) must do exactly what `process` does
+/// frame by frame, whatever the burst holds: new and established flows, replies, ARP, garbage,
+/// truncated and non-IPv4 frames, UDP. It must also leave the burst empty.
+#[test]
+fn a_burst_is_handled_exactly_as_its_frames_one_by_one() {
+    let t = Instant::from_secs(1);
+    let mut frames = vec![];
+    for i in 0..40u16 {
+        frames.push(tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 41000 + i, 80, "S"));
+        frames.push(tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 41000 + i, 80, "A"));
+        frames.push(udp(PEER_C, CLIENT_MAC, CLIENT, VIP, 42000 + i, 9000));
+    }
+    frames.push(arp(1, PEER_C, CLIENT, VIP, [0xff; 6]));
+    frames.push(vec![0u8; 3]);
+    frames.push(vec![0xffu8; 60]);
+    let mut short = tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 43000, 80, "S");
+    short.truncate(40);
+    frames.push(short);
+
+    let (mut one, mut io_one) = (pipeline(), TestIo::default());
+    for f in frames.iter().cloned() {
+        one.process(0, f, t, &mut io_one);
+    }
+    let (mut burst, mut io_burst) = (pipeline(), TestIo::default());
+    for chunk in frames.chunks(32) {
+        let mut bufs = chunk.to_vec();
+        burst.process_burst(0, &mut bufs, t, &mut io_burst);
+        assert!(bufs.is_empty());
+    }
+    assert!(io_one.sent.len() > 100, "{} sent", io_one.sent.len());
+    assert_eq!(io_burst.sent, io_one.sent);
+    assert_eq!(io_burst.discarded, io_one.discarded);
+    assert_eq!(burst.counters(), one.counters());
+    assert_eq!(burst.flows().len(), one.flows().len());
+}

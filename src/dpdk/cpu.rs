@@ -38,7 +38,13 @@ pub fn advise_huge_pages<T>(v: &Vec<T>) -> bool {
     // SAFETY: madvise(MADV_HUGEPAGE) only changes how the kernel backs pages of a range; the
     // range lies inside `v`'s own allocation, which stays mapped while `v` lives, and its
     // contents are unchanged.
-    let rc = unsafe { libc::madvise(first as *mut libc::c_void, last - first, libc::MADV_HUGEPAGE) };
+    let rc = unsafe {
+        libc::madvise(
+            first as *mut libc::c_void,
+            last - first,
+            libc::MADV_HUGEPAGE,
+        )
+    };
     rc == 0
 }
 

@@ -24,7 +24,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use super::key::FlowKey;
-use crate::dpdk::prefetch;
+use crate::dpdk::{advise_huge_pages, prefetch};
 
 /// Entries per bucket.
 const WAYS: usize = 7;
@@ -57,17 +57,18 @@ impl FlowIndex {
         // One spare bucket's worth of words to align bucket 0 to a cache line.
         let words = vec![0u64; buckets * WORDS + WORDS];
         let misalign = (words.as_ptr() as usize) % 64;
-        let off = if misalign == 0 { 0 } else { (64 - misalign) / 8 };
+        let off = if misalign == 0 {
+            0
+        } else {
+            (64 - misalign) / 8
+        };
+        advise_huge_pages(&words);
         let rs = RandomState::new();
         FlowIndex {
             words,
             off,
             buckets,
-            seed: [
-                rs.hash_one(1u64),
-                rs.hash_one(2u64),
-                rs.hash_one(3u64) | 1,
-            ],
+            seed: [rs.hash_one(1u64), rs.hash_one(2u64), rs.hash_one(3u64) | 1],
             len: 0,
         }
     }
@@ -100,7 +101,7 @@ impl FlowIndex {
     /// shift instead of a division; the signature is the high 32 bits, so the two are apart).
     #[inline(always)]
     fn home(&self, h: u64) -> usize {
-        ((h & 0xffff_ffff) * self.buckets as u64 >> 32) as usize
+        (((h & 0xffff_ffff) * self.buckets as u64) >> 32) as usize
     }
 
     #[inline(always)]
@@ -210,7 +211,7 @@ impl FlowIndex {
                 }
                 return true;
             }
-            if words.first().is_none_or(|o| *o == 0) {
+            if words.first().map_or(true, |o| *o == 0) {
                 return false;
             }
             b = self.next(b);

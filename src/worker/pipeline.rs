@@ -980,23 +980,28 @@ impl<B: PacketBuf> Pipeline<B> {
         let (proto, service, dest, ftp) = (c.proto, c.service, c.dest, c.ftp);
         // The control connection's identity for the slow path (its SYNs carry no data and
         // precede any rewrite: they take the normal path, neighbour resolution included).
-        let ctl = (ftp == FTP_CONTROL && !l4.seen.syn).then_some(CtlMeta {
-            key: CtlKey {
-                worker: self.worker,
-                client: c.client,
-                cport: c.cport,
-                vip: c.vip,
-                vport: c.vport,
-            },
-            conn: id.0,
-            dir,
-            service: c.service,
-            dest: c.dest,
-            method: ForwardMethod::Nat,
-            server: c.server,
-            sport: c.sport,
-            laddr: c.laddr,
-        });
+        // Built only for control connections: every other packet skips it.
+        let ctl = if ftp == FTP_CONTROL && !l4.seen.syn {
+            Some(CtlMeta {
+                key: CtlKey {
+                    worker: self.worker,
+                    client: c.client,
+                    cport: c.cport,
+                    vip: c.vip,
+                    vport: c.vport,
+                },
+                conn: id.0,
+                dir,
+                service: c.service,
+                dest: c.dest,
+                method: ForwardMethod::Nat,
+                server: c.server,
+                sport: c.sport,
+                laddr: c.laddr,
+            })
+        } else {
+            None
+        };
         if self.services.must_expire(dest) {
             // Its server was removed from a service with expire_removed: end the flow now.
             self.end_flow(id);
