@@ -31,7 +31,9 @@
 #   rvs-veth  rvs run as the DUT on the same veths, at KC_RATE
 #   ring      rvs bench --scenario nat (in-process ring ports, worker on lcore 1): rvs's best path
 # KC_DURATION (default 5) seconds measured after KC_WARMUP (default 1). Before each run the
-# script waits until the machine is quiet (as scripts/bench.sh does).
+# script waits until the machine is quiet (as scripts/bench.sh does; KC_NO_QUIET=1 skips that,
+# KC_QUIET_WAIT caps it, default 900 s). RVS names the binary (default target/release/rvs, or
+# $CARGO_TARGET_DIR/release/rvs).
 #
 # Output: a markdown table on stdout and one JSON object per run appended to
 # target/bench/kernel-compare.jsonl (KC_OUT overrides the directory).
@@ -246,6 +248,7 @@ busy_cpus() {
 }
 
 wait_quiet() {
+    [[ -z ${KC_NO_QUIET:-} ]] || return 0
     local deadline=$(($(date +%s) + ${KC_QUIET_WAIT:-900})) busy
     while :; do
         busy=$(busy_cpus)
