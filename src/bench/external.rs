@@ -326,6 +326,7 @@ fn net_rx_now(cpu: u16) -> u64 {
 #[derive(Clone, Debug)]
 pub struct Bits {
     words: Vec<u64>,
+    n: u64,
     set: u64,
 }
 
@@ -334,12 +335,16 @@ impl Bits {
     pub fn new(n: u64) -> Bits {
         Bits {
             words: vec![0; n.div_ceil(64) as usize],
+            n,
             set: 0,
         }
     }
 
     /// Set bit `i`; whether it was clear.
     pub fn set(&mut self, i: u64) -> bool {
+        if i >= self.n {
+            return false;
+        }
         let Some(w) = self.words.get_mut((i / 64) as usize) else {
             return false;
         };
