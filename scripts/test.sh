@@ -41,6 +41,6 @@ step "tier dpdk: net_ring and net_pcap vdevs"
 cargo test "${FEATURES[@]}" --test dpdk_vdev --test pcap_tier --test pcap_ftp --test runtime_vdev --test bench_smoke -- --test-threads=1
 
 step "tier lab: network namespaces with kernel peers"
-cargo test "${FEATURES[@]}" --test lab_tier --test lab_dr --test lab_ftp -- --test-threads=1
+cargo test "${FEATURES[@]}" --test lab_tier --test lab_dr --test lab_ftp --test lab_kernel_compare -- --test-threads=1
 
 step "all tiers passed"

@@ -933,7 +933,7 @@ impl Job {
 }
 
 /// `machine`: CPU model, CPUs and memory, from /proc.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()

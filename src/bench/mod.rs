@@ -37,6 +37,7 @@
 //! handover) are not polled, because independent shards never use them. The numbers are for
 //! the ring plumbing of this process: NIC costs (descriptor rings, DMA, PCIe) are not in them.
 
+pub mod external;
 pub mod frame;
 pub mod ftp;
 pub mod harness;
@@ -50,7 +51,11 @@ use std::fmt;
 use std::process::ExitCode;
 use std::str::FromStr;
 
+use std::net::Ipv4Addr;
+
 use clap::ValueEnum;
+
+use crate::wire::MacAddr;
 
 pub use report::Report;
 pub use sample::PatternKind;
@@ -117,6 +122,16 @@ impl Scenario {
     pub fn ftp(self) -> bool {
         matches!(self, Scenario::FtpCtl | Scenario::FtpData)
     }
+}
+
+/// What the generator drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Dut {
+    /// rvs's workers in this process, on DPDK ring ports.
+    Ring,
+    /// A device under test outside this process, reached through two real ethdevs
+    /// (`--gen-vdev`, `--sink-vdev`; see `bench::external`).
+    External,
 }
 
 /// Transport protocol of the generated flows.
@@ -395,6 +410,36 @@ pub struct BenchArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// ring (rvs's workers in this process) or external (a DUT beyond two ethdevs).
+    #[arg(long, value_enum, default_value = "ring")]
+    pub dut: Dut,
+    /// External DUT: the generator's client-side vdev, e.g. net_af_packet0,iface=gen-c.
+    #[arg(long)]
+    pub gen_vdev: Option<String>,
+    /// External DUT: the sink's server-side vdev, e.g. net_af_packet1,iface=gen-s.
+    #[arg(long)]
+    pub sink_vdev: Option<String>,
+    /// External DUT: its MAC on the client side (where the generator sends).
+    #[arg(long)]
+    pub dut_client_mac: Option<MacAddr>,
+    /// External DUT: its MAC on the server side (where the sink sends SYN-ACKs).
+    #[arg(long)]
+    pub dut_server_mac: Option<MacAddr>,
+    /// External DUT: the VIP and port the clients talk to.
+    #[arg(long, default_value = "203.0.113.100:80")]
+    pub vip: std::net::SocketAddrV4,
+    /// External DUT: the server address and port it translates the VIP to.
+    #[arg(long, default_value = "198.51.100.11:8080")]
+    pub server: std::net::SocketAddrV4,
+    /// External DUT: the CPU of the generator and the sink.
+    #[arg(long, default_value_t = 0)]
+    pub gen_cpu: u16,
+    /// External DUT: the CPU doing the DUT's work, whose busy share is measured.
+    #[arg(long)]
+    pub dut_cpu: Option<u16>,
+    /// External DUT: its name in the report.
+    #[arg(long, default_value = "external")]
+    pub dut_label: String,
 }
 
 impl BenchArgs {
@@ -419,17 +464,105 @@ impl BenchArgs {
             lcores: self.lcores,
         }
     }
+
+    /// The external DUT's description, checked against the other options (`None`: ring).
+    pub fn external(&self) -> Result<Option<external::External>, String> {
+        if self.dut == Dut::Ring {
+            let stray = self.gen_vdev.is_some()
+                || self.sink_vdev.is_some()
+                || self.dut_client_mac.is_some()
+                || self.dut_server_mac.is_some()
+                || self.dut_cpu.is_some();
+            if stray {
+                return Err(
+                    "--gen-vdev, --sink-vdev, --dut-client-mac, --dut-server-mac and --dut-cpu \
+                     go with --dut external"
+                        .into(),
+                );
+            }
+            return Ok(None);
+        }
+        let need = |v: &Option<String>, opt: &str, eg: &str| {
+            v.clone()
+                .ok_or_else(|| format!("--dut external needs {opt} (e.g. {opt} {eg})"))
+        };
+        let gen_vdev = need(&self.gen_vdev, "--gen-vdev", "net_af_packet0,iface=gen-c")?;
+        let sink_vdev = need(&self.sink_vdev, "--sink-vdev", "net_af_packet1,iface=gen-s")?;
+        let mac = |m: Option<MacAddr>, opt: &str| {
+            m.ok_or_else(|| {
+                format!("--dut external needs {opt}: the DUT's MAC on that side (ip link show)")
+            })
+        };
+        if self.scenario != Scenario::Nat || self.proto != Proto::Tcp || self.workers != 1 {
+            return Err(
+                "--dut external runs the NAT scenario over TCP with one generator: use \
+                 --scenario nat --proto tcp --workers 1"
+                    .into(),
+            );
+        }
+        if self.new_share != 0.0 {
+            return Err("--dut external sends established flows only: --new-share 0".into());
+        }
+        if self.dut_cpu == Some(self.gen_cpu) {
+            return Err(format!(
+                "--dut-cpu {} is also --gen-cpu: give the DUT a CPU of its own",
+                self.gen_cpu
+            ));
+        }
+        let addr = |a: std::net::SocketAddrV4| -> (Ipv4Addr, u16) { (*a.ip(), a.port()) };
+        Ok(Some(external::External {
+            gen_vdev,
+            sink_vdev,
+            dut_client_mac: mac(self.dut_client_mac, "--dut-client-mac")?,
+            dut_server_mac: mac(self.dut_server_mac, "--dut-server-mac")?,
+            vip: addr(self.vip),
+            server: addr(self.server),
+            gen_cpu: self.gen_cpu,
+            dut_cpu: self.dut_cpu,
+            label: self.dut_label.clone(),
+        }))
+    }
 }
 
 /// `rvs bench`: run, print the report (text or JSON), exit 0; 2 for bad options, 1 for a
 /// failed run.
 pub fn main(args: &BenchArgs) -> ExitCode {
     let o = args.options();
+    match args.external() {
+        Err(e) => {
+            eprintln!("rvs bench: {e}");
+            return ExitCode::from(2);
+        }
+        Ok(Some(x)) => return main_external(args, &o, &x),
+        Ok(None) => {}
+    }
     if let Err(e) = o.validate() {
         eprintln!("rvs bench: {e}");
         return ExitCode::from(2);
     }
     match harness::run(&o) {
+        Ok(r) => {
+            if args.json {
+                println!("{}", r.to_json());
+            } else {
+                print!("{}", r.to_text());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rvs bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `rvs bench --dut external`.
+fn main_external(args: &BenchArgs, o: &Options, x: &external::External) -> ExitCode {
+    if let Err(e) = o.validate() {
+        eprintln!("rvs bench: {e}");
+        return ExitCode::from(2);
+    }
+    match external::run(o, x) {
         Ok(r) => {
             if args.json {
                 println!("{}", r.to_json());

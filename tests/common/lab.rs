@@ -413,3 +413,35 @@ impl Drop for Lab {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Runs scripts/kernel-compare.sh with `env` (KC_* variables) and the rvs binary under test, as
+/// root, and returns its JSON lines (one per run) and its stderr. The script builds and removes
+/// its own namespaces (prefix `KC_NS`); its results go to a fresh directory, not target/bench.
+pub fn kernel_compare(env: &[(&str, &str)]) -> (Vec<Value>, String) {
+    let out = std::env::temp_dir().join(format!("rvs-kc-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = Command::new("bash")
+        .arg(root().join("scripts/kernel-compare.sh"))
+        .env("RVS", env!("CARGO_BIN_EXE_rvs"))
+        .env("KC_OUT", &out)
+        .env("KC_NO_QUIET", "1")
+        .envs(env.iter().copied())
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        o.status.success(),
+        "kernel-compare.sh failed ({}):\n{stderr}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let text = std::fs::read_to_string(out.join("kernel-compare.jsonl")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&out);
+    let rows = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (rows, stderr)
+}

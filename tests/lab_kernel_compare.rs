@@ -1,0 +1,59 @@
+//! Namespace lab tier: the external-DUT generator (`rvs bench --dut external`) through both
+//! devices under test of scripts/kernel-compare.sh — the Linux kernel (nft DNAT with conntrack)
+//! and `rvs run` on the same veths — at a modest paced rate. Needs root. Run:
+//! `cargo test --release --features lab-tests --test lab_kernel_compare`.
+//!
+//! Short on purpose (1 000 flows, 1 s at 50 kpps per DUT): it checks that the method works —
+//! every flow is established by handshakes both DUTs accept, nothing is lost, the kernel really
+//! translated the VIP (the sink counts only frames to the server's address and port) — not the
+//! figures. The script removes its namespaces even when it fails; the test checks they are gone.
+#![cfg(feature = "lab-tests")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "common/lab.rs"]
+mod lab;
+
+use std::path::Path;
+
+const NS: &str = "rvskct";
+
+#[test]
+fn both_duts_forward_every_packet() {
+    let (rows, log) = lab::kernel_compare(&[
+        ("KC_NS", NS),
+        ("KC_ROWS", "kernel rvs-veth"),
+        ("KC_FLOWS", "1000"),
+        ("KC_RATE", "50k"),
+        ("KC_DURATION", "1"),
+        ("KC_WARMUP", "0.5"),
+    ]);
+    for ns in ["gen", "dut"] {
+        assert!(
+            !Path::new(&format!("/run/netns/{NS}-{ns}")).exists(),
+            "namespace {NS}-{ns} left behind"
+        );
+    }
+    assert_eq!(rows.len(), 2, "{log}");
+    for (r, dut) in rows.iter().zip(["kernel", "rvs-veth"]) {
+        assert_eq!(r["dut"], dut, "{r}");
+        assert_eq!(r["flows"], 1000, "{r}");
+        let sent = r["sent_total"].as_u64().unwrap();
+        // 1.5 s at 50 kpps, give or take the pacer's start.
+        assert!(sent > 60_000, "{dut}: only {sent} sent: {r}");
+        assert_eq!(r["received_total"], sent, "{dut} lost packets: {r}");
+        assert_eq!(r["lost"], 0, "{r}");
+        assert_eq!(r["gen_lost"], 0, "{r}");
+        // Everything the sink saw was addressed to the server: the DUT translated the VIP.
+        assert_eq!(r["sink_other"], 0, "{dut}: frames not DNATed: {r}");
+        assert_eq!(r["client_side_frames"], 0, "{r}");
+        let out = r["out_pps"].as_f64().unwrap();
+        assert!((40_000.0..60_000.0).contains(&out), "{dut}: {out} pps: {r}");
+        assert!(r["latency"]["samples"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["dut_busy"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    // The kernel's DNAT rule matched each connection's first packet once.
+    assert!(
+        log.contains("kernel nft counter: packets 1000 "),
+        "the kernel's DNAT rule did not see 1000 connections:\n{log}"
+    );
+}
