@@ -18,6 +18,25 @@ pub fn prefetch<T: ?Sized>(r: &T) {
     let _ = r;
 }
 
+/// Prefetch every cache line `r` overlaps (a value of 48 bytes straddles two lines in one slot
+/// out of two of an array).
+#[inline(always)]
+pub fn prefetch_all<T>(r: &T) {
+    let start = r as *const T as usize;
+    let last = start + std::mem::size_of::<T>().max(1) - 1;
+    let mut line = start & !63;
+    while line <= last {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `prefetch`: a prefetch of any address is architecturally harmless, and
+        // these lines all overlap `r` besides.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
+        }
+        line += 64;
+    }
+}
+
 /// Ask the kernel to back the whole allocation of `v` (its capacity, not just its length) with
 /// transparent huge pages where it can: one TLB entry then covers 2 MiB of a large flow table
 /// instead of 4 KiB. Only the 2 MiB-aligned part inside the allocation is advised. Returns false
