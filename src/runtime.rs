@@ -250,11 +250,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
 
     let hz = dpdk::tsc_hz().max(1);
     let t0 = dpdk::tsc();
-    let clock = move || {
-        Instant::from_nanos(
-            ((u128::from(dpdk::tsc().wrapping_sub(t0)) * 1_000_000_000) / u128::from(hz)) as u64,
-        )
-    };
+    let tsc_clock = crate::time::TscClock::new(t0, hz);
+    let clock = move || tsc_clock.at(dpdk::tsc());
 
     let mail = Arc::new(Mailboxes::new(n, cfg.ftp.ring_size));
     let ftp = cfg.services.iter().any(|s| s.ftp.is_some());

@@ -502,8 +502,7 @@ pub(crate) struct Worker {
     rxqs: Vec<RxQueue>,
     rx: Vec<Mbuf>,
     burst: usize,
-    t0: u64,
-    hz: u64,
+    clock: crate::time::TscClock,
     rx_total: u64,
     busy_cycles: u64,
     busy_iters: u64,
@@ -519,10 +518,7 @@ impl Worker {
         let mut got = 0usize;
         match &mut self.engine {
             Engine::Rvs(pipeline, io) => {
-                let now = Instant::from_nanos(
-                    ((u128::from(t0.wrapping_sub(self.t0)) * 1_000_000_000) / u128::from(self.hz))
-                        as u64,
-                );
+                let now = self.clock.at(t0);
                 for (port, q) in self.rxqs.iter_mut().enumerate() {
                     let n = q.rx_burst(&mut self.rx, self.burst);
                     if n == 0 {
@@ -1166,8 +1162,7 @@ pub fn run(o: &Options) -> Result<Report, BenchError> {
             rxqs: rxq,
             rx: Vec::with_capacity(o.burst),
             burst: o.burst,
-            t0,
-            hz,
+            clock: crate::time::TscClock::new(t0, hz),
             rx_total: 0,
             busy_cycles: 0,
             busy_iters: 0,
