@@ -16,7 +16,12 @@
 # (`--port-topology=loop --tx-first`: one burst circulates) in io, macswap and 5tswap modes: the
 # external reference for what one core moves through a ring ethdev.
 #
-# Output: target/bench/results.jsonl (one JSON report per row) and a markdown table on stdout.
+# Last, scripts/kernel-compare.sh measures the Linux kernel's conntrack NAT and rvs as a DUT on
+# the same veths (BENCH_KERNEL=0 skips it; --quick skips it too); the table's last target, rvs
+# per core against the kernel per core, comes from those rows and nat-100k.
+#
+# Output: target/bench/results.jsonl (one JSON report per row), target/bench/kernel-compare.jsonl
+# and a markdown table on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,10 +65,10 @@ wait_quiet() {
 # row ID ARGS...: BENCH_REPEAT (default 3) runs of rvs bench, all kept in results.jsonl; the
 # table picks the median (below).
 row() {
-    local id=$1 json foreign attempt n runs=()
+    local id=$1 json foreign n runs=()
     shift
     for ((n = 0; n < ${BENCH_REPEAT:-3}; n++)); do
-        for attempt in 1 2 3; do
+        for _ in 1 2 3; do
             wait_quiet
             echo "bench.sh: $id: rvs bench $*" >&2
             if ! json=$("$RVS" bench "$@" --duration "$DUR" --json --file-prefix "rvs-bench-$id"); then
@@ -157,11 +162,18 @@ for l in open(sys.argv[1]):
     testpmd io
     testpmd macswap
     testpmd 5tswap
+    # 7. The kernel's conntrack NAT, and rvs as a DUT on the same veths (the ring row is
+    #    nat-100k above).
+    if [[ ${BENCH_KERNEL:-1} != 0 ]]; then
+        : >"$OUT/kernel-compare.jsonl"
+        KC_ROWS="kernel rvs-veth" KC_OUT="$OUT" KC_DURATION="$DUR" RVS="$RVS" \
+            scripts/kernel-compare.sh >&2
+    fi
 fi
 fi
 
-python3 - "$RESULTS" <<'EOF'
-import json, sys
+python3 - "$RESULTS" "$OUT/kernel-compare.jsonl" <<'EOF'
+import json, os, sys
 
 rows = [json.loads(l) for l in open(sys.argv[1])]
 # A row's figure is its median run by Mpps, among the runs no other process disturbed (at most
@@ -240,4 +252,17 @@ c10m, c10k = rep("nat-10m").get("cycles_per_packet"), rep("nat-10k").get("cycles
 target("cycles per packet, 10M flows / 10K flows", c10m / c10k if c10m and c10k else None, "≤ 2×", lambda v: v <= 2, lambda v: f"{c10m:.0f} / {c10k:.0f} = {v:.2f}×")
 m1, m2 = rep("w1-inline").get("mpps"), rep("w2-inline").get("mpps")
 target("2 workers / 1 worker, Mpps (inline, independent shards)", m2 / m1 if m1 and m2 else None, "≥ 1.8×", lambda v: v >= 1.8, lambda v: f"{m2:.2f} / {m1:.2f} = {v:.2f}×")
+kc = []
+if len(sys.argv) > 2 and os.path.exists(sys.argv[2]):
+    kc = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+def best(dut):
+    v = [d.get("pps_per_core", 0) for d in kc if d.get("dut") == dut and d.get("loss_share", 1) < 0.01]
+    return max(v) if v else None
+kernel, veth = best("kernel"), best("rvs-veth")
+ring = rep("nat-100k")
+w = (ring.get("per_worker") or [{}])[0]
+ring_core = ring["mpps"] * 1e6 / w["busy"] if ring.get("mpps") and w.get("busy") else None
+if kernel:
+    print(f"- (kernel comparison) kernel conntrack NAT {kernel/1e6:.3f} Mpps per core; rvs on the same veths {veth/1e6 if veth else 0:.3f} Mpps per core ({veth/kernel if veth else 0:.1f}×)")
+target("rvs per core on its best path (ring ports, nat-100k) / the kernel's per core", ring_core / kernel if ring_core and kernel else None, "≥ 10×", lambda v: v >= 10, lambda v: f"{ring_core/1e6:.2f} M / {kernel/1e6:.3f} M = {v:.1f}×")
 EOF

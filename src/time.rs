@@ -88,7 +88,12 @@ mod tests {
 
     #[test]
     fn tsc_clock_matches_the_division() {
-        for hz in [1_000_000_000u64, 1_999_999_123, 2_000_000_000, 3_400_000_000] {
+        for hz in [
+            1_000_000_000u64,
+            1_999_999_123,
+            2_000_000_000,
+            3_400_000_000,
+        ] {
             let c = TscClock::new(1000, hz);
             for ticks in [0u64, 1, 999, hz, 3600 * hz, 86_400 * hz] {
                 let exact = (u128::from(ticks) * 1_000_000_000 / u128::from(hz)) as u64;
