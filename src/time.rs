@@ -79,7 +79,7 @@ impl TscClock {
     /// The instant of TSC reading `tsc`.
     #[inline]
     pub fn at(&self, tsc: u64) -> Instant {
-        Instant((u128::from(tsc.wrapping_sub(self.t0)) * self.ns_per_tick_q32 >> 32) as u64)
+        Instant(((u128::from(tsc.wrapping_sub(self.t0)) * self.ns_per_tick_q32) >> 32) as u64)
     }
 }
 
