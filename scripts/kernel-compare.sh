@@ -14,16 +14,17 @@
 #     net_af_packet0 on gen-c  <--veth-->  dut-c   ip_forward=1, nft DNAT 203.0.113.100:80 ->
 #     net_af_packet1 on gen-s  <--veth-->  dut-s   198.51.100.11:8080 (conntrack), static neighbours
 #                                                  rvs: rvs run, net_af_packet on dut-c / dut-s,
-#                                                  worker lcore 1, the same NAT service
+#                                                  worker on KC_DUT_CPU, the same NAT service
 #
 #   Clients are 192.0.2.1-254 (bench::keys) behind the gateway 203.0.113.254: that network exists
 #   only as a route inside $P-dut, never in the root namespace (whose eth0 may use 192.0.2.0/24).
 #
 # Per-core accounting: the generator and sink run on KC_GEN_CPU (EAL -l), the DUT's work on
 # KC_DUT_CPU: RPS (rps_cpus) steers the receive processing of dut-c and dut-s to it, and that of
-# gen-c and gen-s to KC_GEN_CPU; rvs's worker is lcore 1 (rvs's EAL -l 0-1; its main lcore 0,
-# which only writes stats, shares the generator's CPU). The generator reports the DUT CPU's busy
-# share from /proc/stat over the measured interval and pps_per_core = out_pps / busy.
+# gen-c and gen-s to KC_GEN_CPU; rvs's EAL has the DUT CPU as its only lcore (`-l KC_DUT_CPU`),
+# so its worker 0 runs there on the main lcore (its control thread, which writes stats once a
+# second, goes to another CPU). The generator reports the DUT CPU's busy share from /proc/stat
+# over the measured interval and pps_per_core = out_pps / busy.
 #
 # Rows (KC_ROWS, default "kernel rvs-veth ring"), each for every flow count in KC_FLOWS (default
 # "1000 100000"; the ring row runs the largest only), KC_REPEAT times (default 1):
@@ -172,7 +173,7 @@ rvs_dut() {
     local cfg=$RUN_DIR/rvs-dut.toml
     cat >"$cfg" <<EOF
 [eal]
-args = ["-l", "0-1", "--no-huge", "-m", "512", "--file-prefix", "$P-dut", "--log-level", "*:warning", "--no-telemetry"]
+args = ["-l", "$DUT_CPU", "--no-huge", "-m", "512", "--file-prefix", "$P-dut", "--log-level", "*:warning", "--no-telemetry"]
 
 [workers]
 count = 1
