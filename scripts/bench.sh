@@ -36,31 +36,9 @@ RVS=target/release/rvs
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
 
-# CPUs' worth of busy time over 2 s, all processes (this script's own sleep is idle).
-busy_cpus() {
-    local a b
-    a=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
-    sleep 2
-    b=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
-    awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN{split(a,x," ");split(b,y," ");
-        t=y[2]-x[2]; if (t<=0) {print 0; exit} printf "%.2f\n", (y[1]-x[1])/t*n}'
-}
-
-wait_quiet() {
-    local deadline=$(($(date +%s) + ${BENCH_QUIET_WAIT:-900})) busy
-    while :; do
-        busy=$(busy_cpus)
-        if awk -v b="$busy" 'BEGIN{exit !(b < 0.15)}'; then
-            return 0
-        fi
-        if (($(date +%s) > deadline)); then
-            echo "bench.sh: the machine is still busy ($busy CPUs); measuring anyway" >&2
-            return 0
-        fi
-        echo "bench.sh: waiting for a quiet machine (others use $busy CPUs)" >&2
-        sleep 10
-    done
-}
+# shellcheck source=scripts/quiet.sh
+. scripts/quiet.sh
+wait_quiet() { wait_quiet_for bench.sh "${BENCH_QUIET_WAIT:-900}" 0.15; }
 
 # row ID ARGS...: BENCH_REPEAT (default 3) runs of rvs bench, all kept in results.jsonl; the
 # table picks the median (below).

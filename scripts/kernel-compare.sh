@@ -238,29 +238,11 @@ rvs_dut_stop() {
     RVS_PID=""
 }
 
-# CPUs' worth of busy time over 2 s, all processes (as scripts/bench.sh measures it).
-busy_cpus() {
-    local a b
-    a=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
-    sleep 2
-    b=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
-    awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN{split(a,x," ");split(b,y," ");
-        t=y[2]-x[2]; if (t<=0) {print 0; exit} printf "%.2f\n", (y[1]-x[1])/t*n}'
-}
-
+# shellcheck source=scripts/quiet.sh
+. scripts/quiet.sh
 wait_quiet() {
     [[ -z ${KC_NO_QUIET:-} ]] || return 0
-    local deadline=$(($(date +%s) + ${KC_QUIET_WAIT:-900})) busy
-    while :; do
-        busy=$(busy_cpus)
-        if awk -v b="$busy" -v lim="${KC_QUIET_BELOW:-0.15}" 'BEGIN{exit !(b < lim)}'; then return 0; fi
-        if (($(date +%s) > deadline)); then
-            log "the machine is still busy ($busy CPUs); measuring anyway"
-            return 0
-        fi
-        log "waiting for a quiet machine (others use $busy CPUs)"
-        sleep 10
-    done
+    wait_quiet_for kernel-compare.sh "${KC_QUIET_WAIT:-900}" "${KC_QUIET_BELOW:-0.15}"
 }
 
 # external LABEL FLOWS: the generator against the DUT that is up; prints its JSON.
