@@ -710,20 +710,7 @@ pub fn run(o: &Options, x: &External) -> Result<ExternalReport, BenchError> {
         .file_prefix
         .clone()
         .unwrap_or_else(|| format!("rvs-bench-x-{}", std::process::id()));
-    let eal_args: Vec<String> = [
-        "-l".to_string(),
-        x.gen_cpu.to_string(),
-        "--no-pci".into(),
-        "--no-huge".into(),
-        "-m".into(),
-        "256".into(),
-        "--file-prefix".into(),
-        prefix,
-        "--log-level".into(),
-        "*:error".into(),
-        "--no-telemetry".into(),
-    ]
-    .into();
+    let eal_args = super::harness::eal_args(&x.gen_cpu.to_string(), 256, prefix);
     let eal = Eal::init(&eal_args).map_err(|e| {
         BenchError(format!(
             "EAL initialisation failed ({e}); run as root, and give --gen-cpu a CPU this \

@@ -993,6 +993,25 @@ fn prefault(pool: &Mempool) {
     }
 }
 
+/// The EAL arguments of a harness process: `lcores`, `mem_mb` MB of 4 KiB pages, no PCI probing,
+/// its own file prefix, quiet logs.
+pub(crate) fn eal_args(lcores: &str, mem_mb: u64, prefix: String) -> Vec<String> {
+    [
+        "-l".to_string(),
+        lcores.to_string(),
+        "--no-pci".into(),
+        "--no-huge".into(),
+        "-m".into(),
+        mem_mb.to_string(),
+        "--file-prefix".into(),
+        prefix,
+        "--log-level".into(),
+        "*:error".into(),
+        "--no-telemetry".into(),
+    ]
+    .into()
+}
+
 /// Run one benchmark.
 pub fn run(o: &Options) -> Result<Report, BenchError> {
     let cfg = scenario::config(o)?;
@@ -1010,20 +1029,7 @@ pub fn run(o: &Options) -> Result<Report, BenchError> {
         .file_prefix
         .clone()
         .unwrap_or_else(|| format!("rvs-bench-{}", std::process::id()));
-    let eal_args: Vec<String> = [
-        "-l".to_string(),
-        format!("0-{}", o.lcores.saturating_sub(1)),
-        "--no-pci".into(),
-        "--no-huge".into(),
-        "-m".into(),
-        mem_mb.to_string(),
-        "--file-prefix".into(),
-        prefix,
-        "--log-level".into(),
-        "*:error".into(),
-        "--no-telemetry".into(),
-    ]
-    .into();
+    let eal_args = eal_args(&format!("0-{}", o.lcores.saturating_sub(1)), mem_mb, prefix);
     let eal = Eal::init(&eal_args).map_err(|e| {
         BenchError(format!(
             "EAL initialisation failed ({e}); run as root, with {} MB of free memory",
