@@ -137,7 +137,12 @@ impl FlowTable {
     /// Find the connection a packet with `key` belongs to, and its direction.
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<(ConnId, Dir)> {
-        let h = self.index.hash(key);
+        self.lookup_hashed(key, self.index.hash(key))
+    }
+
+    /// [`FlowTable::lookup`] with the key's hash already computed.
+    #[inline]
+    fn lookup_hashed(&self, key: &FlowKey, h: u64) -> Option<(ConnId, Dir)> {
         self.index
             .find(h, |v| {
                 let (slot, dir) = decode(v);
@@ -192,12 +197,17 @@ impl FlowTable {
         if self.live >= self.capacity {
             return Err(InsertError::Full);
         }
-        let (ko, kr) = (conn.original_key(), conn.reply_key());
-        if ko == kr || self.lookup(&ko).is_some() || self.lookup(&kr).is_some() {
-            return Err(InsertError::Conflict);
-        }
         if !self.index.has_room(2) {
+            // Before hashing: a rebuilt index has a seed of its own.
             self.grow_index();
+        }
+        let (ko, kr) = (conn.original_key(), conn.reply_key());
+        let (ho, hr) = (self.index.hash(&ko), self.index.hash(&kr));
+        if ko == kr
+            || self.lookup_hashed(&ko, ho).is_some()
+            || self.lookup_hashed(&kr, hr).is_some()
+        {
+            return Err(InsertError::Conflict);
         }
         let slot = match self.free.pop() {
             Some(s) => s,
@@ -220,7 +230,6 @@ impl FlowTable {
             }
             _ => return Err(InsertError::Full),
         };
-        let (ho, hr) = (self.index.hash(&ko), self.index.hash(&kr));
         self.index.insert(ho, encode(slot, Dir::Original));
         self.index.insert(hr, encode(slot, Dir::Reply));
         self.file(slot, gen, sec);
