@@ -528,46 +528,28 @@ impl BenchArgs {
 /// failed run.
 pub fn main(args: &BenchArgs) -> ExitCode {
     let o = args.options();
-    match args.external() {
+    let external = match args.external() {
         Err(e) => {
             eprintln!("rvs bench: {e}");
             return ExitCode::from(2);
         }
-        Ok(Some(x)) => return main_external(args, &o, &x),
-        Ok(None) => {}
-    }
+        Ok(x) => x,
+    };
     if let Err(e) = o.validate() {
         eprintln!("rvs bench: {e}");
         return ExitCode::from(2);
     }
-    match harness::run(&o) {
-        Ok(r) => {
+    let printed = match external {
+        // `rvs bench --dut external`: a device beyond two ethdevs.
+        Some(x) => external::run(&o, &x).map(|r| if args.json { r.to_json() } else { r.to_text() }),
+        None => harness::run(&o).map(|r| if args.json { r.to_json() } else { r.to_text() }),
+    };
+    match printed {
+        Ok(text) => {
             if args.json {
-                println!("{}", r.to_json());
+                println!("{text}");
             } else {
-                print!("{}", r.to_text());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("rvs bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `rvs bench --dut external`.
-fn main_external(args: &BenchArgs, o: &Options, x: &external::External) -> ExitCode {
-    if let Err(e) = o.validate() {
-        eprintln!("rvs bench: {e}");
-        return ExitCode::from(2);
-    }
-    match external::run(o, x) {
-        Ok(r) => {
-            if args.json {
-                println!("{}", r.to_json());
-            } else {
-                print!("{}", r.to_text());
+                print!("{text}");
             }
             ExitCode::SUCCESS
         }
