@@ -118,8 +118,9 @@ impl FlowTable {
         self.capacity
     }
 
-    /// Memory the table takes per live flow, from its allocations (index, slots, generations,
-    /// free list and wheel); the harness compares it with what the process's RSS grew by.
+    /// Memory the table's allocations (index, slots, generations, free list and wheel) take per
+    /// live flow, counted in full whether or not their pages have been touched (the harness
+    /// measures RSS growth instead, which counts only touched pages).
     pub fn bytes_per_flow(&self) -> f64 {
         let wheel: usize = self
             .wheel
