@@ -6,7 +6,7 @@
 # Build: pkg-config, DPDK 22.11 (dpdk, dpdk-dev, libdpdk-dev), libclang-dev + clang
 #        (bindgen), gcc, libpcap-dev (net_pcap).
 # Lab/tests: iproute2, ethtool, ping, python3, tcpdump, tshark, socat, curl, lftp,
-#        vsftpd, procps, kmod.
+#        vsftpd, procps, kmod, nftables (the kernel comparison's DUT).
 #
 # Only missing packages are installed; `apt-get update` runs only when something is
 # missing. Rust is not installed from Debian (its rustc is too old): use rustup.
@@ -14,7 +14,7 @@
 set -euo pipefail
 
 BUILD_PKGS=(pkg-config libdpdk-dev dpdk-dev dpdk libclang-dev clang gcc libpcap-dev)
-LAB_PKGS=(iproute2 ethtool iputils-ping python3 tcpdump tshark socat curl lftp vsftpd procps kmod)
+LAB_PKGS=(iproute2 ethtool iputils-ping python3 tcpdump tshark socat curl lftp vsftpd procps kmod nftables)
 
 is_installed() {
     local st
