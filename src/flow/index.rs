@@ -137,12 +137,20 @@ impl FlowIndex {
     /// prefetching what it names; not confirmed).
     #[inline(always)]
     pub(crate) fn first_candidate(&self, h: u64) -> Option<u32> {
-        let sig = h >> 32;
-        self.bucket(self.home(h))
-            .iter()
-            .skip(1)
-            .find(|&&e| e != 0 && e >> 32 == sig)
-            .map(|&e| (e as u32).wrapping_sub(1))
+        let words = self.bucket(self.home(h));
+        let hits = Self::matches(words.get(1..).unwrap_or(&[]), h >> 32);
+        let &e = words.get(1 + hits.trailing_zeros() as usize)?;
+        Some((e as u32).wrapping_sub(1))
+    }
+
+    /// A bit for each of `entries` that holds signature `sig`, computed without a branch per
+    /// entry (where an entry sits in its bucket is random, so a branch per way would be
+    /// mispredicted on most lookups).
+    #[inline(always)]
+    fn matches(entries: &[u64], sig: u64) -> u32 {
+        entries.iter().enumerate().fold(0u32, |m, (i, &e)| {
+            m | (u32::from(e != 0 && e >> 32 == sig) << i)
+        })
     }
 
     /// The value stored under hash `h` for which `is_it` confirms the key.
@@ -153,8 +161,11 @@ impl FlowIndex {
         for _ in 0..self.buckets {
             let words = self.bucket(b);
             let (overflow, entries) = words.split_first()?;
-            for &e in entries {
-                if e != 0 && e >> 32 == sig {
+            let mut hits = Self::matches(entries, sig);
+            while hits != 0 {
+                let way = hits.trailing_zeros() as usize;
+                hits &= hits - 1;
+                if let Some(&e) = entries.get(way) {
                     let v = (e as u32).wrapping_sub(1);
                     if is_it(v) {
                         return Some(v);

@@ -61,9 +61,23 @@ pub enum Resolve<B> {
     Dropped(B, DropReason),
 }
 
+/// Slots of the usable-entry cache in front of the table (a power of two).
+const MEMO_SLOTS: usize = 16;
+
+/// A usable entry as [`Neighbours::resolve`] last found it: its key, MAC and, for a learned one,
+/// the end of its reachable time (`None`: static).
+type Memo = (u16, Ipv4Addr, MacAddr, Option<Instant>);
+
 /// A worker's neighbour table.
+///
+/// In front of the hash table sits a small direct-mapped cache of entries that were usable
+/// (static, or reachable) when last resolved, so forwarding to a handful of servers costs a
+/// compare instead of a hash lookup per packet. It is emptied whenever an entry changes
+/// otherwise ([`Neighbours::learn`], [`Neighbours::add_static`]); an entry whose reachable time
+/// ran out misses it and takes the table's path, which starts the refresh.
 #[derive(Debug)]
 pub struct Neighbours<B> {
+    memo: [Option<Memo>; MEMO_SLOTS],
     entries: HashMap<(u16, Ipv4Addr), Entry<B>>,
     queued: usize,
     next_due: Option<Instant>,
@@ -79,6 +93,7 @@ impl<B> Neighbours<B> {
     /// An empty table with the config's limits.
     pub fn new(cfg: &ArpConfig) -> Self {
         Neighbours {
+            memo: [None; MEMO_SLOTS],
             entries: HashMap::new(),
             queued: 0,
             next_due: None,
@@ -93,6 +108,7 @@ impl<B> Neighbours<B> {
 
     /// Add a static entry.
     pub fn add_static(&mut self, port: u16, ip: Ipv4Addr, mac: MacAddr) {
+        self.memo = [None; MEMO_SLOTS];
         self.entries.insert(
             (port, ip),
             Entry {
@@ -113,24 +129,45 @@ impl<B> Neighbours<B> {
         self.queued
     }
 
+    #[inline(always)]
+    fn memo_slot(port: u16, ip: Ipv4Addr) -> usize {
+        (u32::from(ip) ^ u32::from(port).rotate_left(4)) as usize % MEMO_SLOTS
+    }
+
     fn due(&mut self, t: Instant) {
         self.next_due = Some(self.next_due.map_or(t, |d| d.min(t)));
     }
 
     /// Resolve `ip` on `port` for `buf`.
     pub fn resolve(&mut self, port: u16, ip: Ipv4Addr, buf: B, now: Instant) -> Resolve<B> {
+        let slot = Self::memo_slot(port, ip);
+        if let Some(Some((p, a, mac, until))) = self.memo.get(slot).copied() {
+            if p == port && a == ip && until.map_or(true, |u| u > now) {
+                return Resolve::Ready {
+                    mac,
+                    buf,
+                    refresh: false,
+                };
+            }
+        }
         let retry_at = now + self.retry_interval;
         if let Some(e) = self.entries.get_mut(&(port, ip)) {
             match (&e.state, e.mac) {
                 (State::Static, Some(mac)) => {
+                    if let Some(m) = self.memo.get_mut(slot) {
+                        *m = Some((port, ip, mac, None));
+                    }
                     return Resolve::Ready {
                         mac,
                         buf,
                         refresh: false,
-                    }
+                    };
                 }
                 (State::Reachable { until }, Some(mac)) => {
                     if *until > now {
+                        if let Some(m) = self.memo.get_mut(slot) {
+                            *m = Some((port, ip, mac, Some(*until)));
+                        }
                         return Resolve::Ready {
                             mac,
                             buf,
@@ -201,6 +238,7 @@ impl<B> Neighbours<B> {
         if !mac.is_unicast() {
             return VecDeque::new();
         }
+        self.memo = [None; MEMO_SLOTS];
         match self.entries.get_mut(&(port, ip)) {
             Some(e) => {
                 if matches!(e.state, State::Static) {
@@ -347,6 +385,37 @@ mod tests {
         assert!(matches!(
             n.resolve(0, IP, 2, late),
             Resolve::Ready { refresh: false, .. }
+        ));
+    }
+
+    /// The cache in front of the table must not outlive what it copied: a reachable time that
+    /// ran out, or a MAC that changed.
+    #[test]
+    fn cached_entries_expire_and_follow_new_macs() {
+        let mut n = table();
+        let t = Instant::from_secs(1);
+        n.learn(0, IP, MAC, t, true);
+        assert!(
+            matches!(n.resolve(0, IP, 1, t), Resolve::Ready { mac, refresh: false, .. } if mac == MAC)
+        );
+        // Cached now; a second server in another slot does not disturb it.
+        n.learn(0, Ipv4Addr::new(198, 51, 100, 12), MAC, t, true);
+        assert!(
+            matches!(n.resolve(0, IP, 2, t), Resolve::Ready { mac, refresh: false, .. } if mac == MAC)
+        );
+        let moved = MacAddr([2, 0, 0, 0, 0, 0x99]);
+        n.learn(0, IP, moved, t, true);
+        assert!(matches!(n.resolve(0, IP, 3, t), Resolve::Ready { mac, .. } if mac == moved));
+        // Reachable for 300 s from its last learning: past that, the cached copy must miss and
+        // the table must ask for a refresh.
+        assert!(matches!(
+            n.resolve(0, IP, 4, Instant::from_secs(302)),
+            Resolve::Ready { refresh: true, .. }
+        ));
+        // The same address on another port is another neighbour.
+        assert!(matches!(
+            n.resolve(1, IP, 5, t),
+            Resolve::Queued { request: true }
         ));
     }
 

@@ -48,8 +48,13 @@ use crate::xmit::nat::{self, End, RewriteError};
 use crate::xmit::{dr, icmp, tun};
 
 const ETH_LEN: usize = 14;
-/// Most frames of a burst whose loads [`Pipeline::process_burst`] stages ahead.
-const PREFETCH_BURST: usize = 64;
+/// How far ahead of the frame being handled [`Pipeline::process_burst`] asks for a frame's first
+/// line, its flow index bucket and its connection: a few frames' handling covers a cache miss.
+const DATA_AHEAD: usize = 6;
+const INDEX_AHEAD: usize = 4;
+const CONN_AHEAD: usize = 2;
+/// Hashes kept for the connection stage (a power of two above `INDEX_AHEAD`).
+const PREFETCH_RING: usize = 8;
 
 /// The flow key of an IPv4 TCP/UDP frame, read without any checks (a guess for prefetching;
 /// the pipeline validates every frame before it trusts a byte of it).
@@ -70,6 +75,11 @@ fn peek_key(f: &[u8]) -> Option<FlowKey> {
         dport: u16::from_be_bytes([ports[2], ports[3]]),
         proto,
     })
+}
+/// Frame `k` of a burst of `n` that [`Pipeline::process_burst`] keeps reversed.
+#[inline(always)]
+fn at<B>(bufs: &[B], n: usize, k: usize) -> Option<&B> {
+    bufs.get(n.wrapping_sub(k + 1))
 }
 const ARP_FRAME_LEN: usize = ETH_LEN + arp::LEN;
 const MIN_FRAME: usize = 60;
@@ -380,11 +390,13 @@ impl<B: PacketBuf> Pipeline<B> {
 
     /// Handle a burst of frames received on `port`, in order, leaving `bufs` empty.
     ///
-    /// Before any frame is handled, what the burst will touch is requested in stages: the
-    /// buffers' metadata, then the frames' headers, then the flow index buckets of their keys,
-    /// then the connections those buckets name. Each stage reads what the stage before asked for
-    /// a burst earlier, so the cache misses of 32 packets overlap instead of queueing one behind
-    /// the other. The stages are hints only: the handling itself is [`Pipeline::process`].
+    /// What a frame will touch is requested in four stages, each a few frames ahead of the
+    /// frame being handled: the buffer's metadata (all of the burst at once), then the frame's
+    /// first line [`DATA_AHEAD`] frames ahead, then the flow index bucket of its key
+    /// [`INDEX_AHEAD`] ahead, then the connection that bucket names [`CONN_AHEAD`] ahead. Each
+    /// stage reads what the stage before it asked for a few frames earlier, so the cache misses
+    /// overlap with the handling of the frames in between instead of stalling it. The stages
+    /// are hints only: the handling itself is [`Pipeline::process`].
     pub fn process_burst(
         &mut self,
         port: u16,
@@ -392,22 +404,43 @@ impl<B: PacketBuf> Pipeline<B> {
         now: Instant,
         io: &mut impl Io<B>,
     ) {
-        let mut hashes = [None; PREFETCH_BURST];
-        let ahead = bufs.len().min(PREFETCH_BURST);
-        let staged = bufs.get(..ahead).unwrap_or(&[]);
-        for b in staged {
+        let n = bufs.len();
+        for b in bufs.iter() {
             b.prefetch_meta();
         }
-        for b in staged {
-            b.prefetch_data();
+        // Reversed, so that frames are taken in order with `pop` and frame `k` of the burst
+        // stays at index `n - 1 - k` until it is taken.
+        bufs.reverse();
+        let mut hashes = [None; PREFETCH_RING];
+        // The frames before the first one's stages: the same stages, only earlier.
+        for k in 0..DATA_AHEAD.min(n) {
+            if let Some(b) = at(bufs, n, k) {
+                b.prefetch_data();
+            }
         }
-        for (b, h) in staged.iter().zip(hashes.iter_mut()) {
-            *h = peek_key(b.data()).map(|k| self.flows.prefetch_index(&k));
+        for k in 0..INDEX_AHEAD.min(n) {
+            if let Some(b) = at(bufs, n, k) {
+                hashes[k % PREFETCH_RING] =
+                    peek_key(b.data()).map(|key| self.flows.prefetch_index(&key));
+            }
         }
-        for h in hashes.iter().take(ahead).flatten() {
+        for h in hashes.iter().take(CONN_AHEAD.min(n)).flatten() {
             self.flows.prefetch_conn(*h);
         }
-        for b in bufs.drain(..) {
+        for k in 0..n {
+            if let Some(b) = at(bufs, n, k + DATA_AHEAD) {
+                b.prefetch_data();
+            }
+            if let Some(b) = at(bufs, n, k + INDEX_AHEAD) {
+                hashes[(k + INDEX_AHEAD) % PREFETCH_RING] =
+                    peek_key(b.data()).map(|key| self.flows.prefetch_index(&key));
+            }
+            if k + CONN_AHEAD < n {
+                if let Some(h) = hashes[(k + CONN_AHEAD) % PREFETCH_RING] {
+                    self.flows.prefetch_conn(h);
+                }
+            }
+            let Some(b) = bufs.pop() else { break };
             if b.is_chained() {
                 self.count_drop(DropReason::MultiSegment, 1);
                 io.discard(b);
@@ -415,6 +448,7 @@ impl<B: PacketBuf> Pipeline<B> {
             }
             self.process(port, b, now, io);
         }
+        bufs.clear();
     }
 
     /// Handle one frame received from the NIC.
