@@ -835,6 +835,7 @@ impl<B: PacketBuf> Pipeline<B> {
         }
     }
 
+    #[inline(always)]
     fn parse_l4(
         frame: &[u8],
         in_port: u16,
