@@ -75,10 +75,11 @@ pub fn toml(o: &Options) -> String {
     let per_worker = o.flows.div_ceil(u64::from(w.max(1)));
     // The flow index is sized for the capacity up front, as an operator sizes `[flows]
     // capacity` for the load they expect: the flows plus a little headroom, or, where
-    // connections are made during the run, room for about four seconds of them at 1M/s (the
-    // scenarios shorten the timeouts to 2 s).
+    // connections are made during the run, room for about four seconds of them at 4M/s (the
+    // scenarios shorten the timeouts to 2 s, and expiry runs a second or two late; a worker
+    // that makes more than the table holds per lifetime would be measured as `flow_table_full`).
     let cap = if creates_connections(o) {
-        per_worker + (4 << 20)
+        per_worker + (16 << 20)
     } else {
         per_worker + per_worker / 16 + 1024
     };
