@@ -273,6 +273,16 @@ run_row() { # row flows
             log "kernel nft counter: $(ip netns exec "$NS_DUT" nft list chain ip rvs_kc pre | grep -o 'packets [0-9]*' | head -1 || true) (one per connection)"
         else
             rvs_dut_stop
+            # Where rvs's own losses are, if any: its drops by reason and the ports' misses
+            # (imissed: frames af_packet could not hand over, rx ring full).
+            log "rvs counters: $(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+c = d["counters"]
+drops = {k: v for k, v in d["drops"].items() if v}
+ports = ", ".join("%s rx %d tx %d imissed %d oerrors %d" % (p["name"], p["ipackets"], p["opackets"], p["imissed"], p["oerrors"]) for p in d["ports"])
+print("rx %d, forwarded in %d, drops %s; ports: %s" % (c["rx_packets"], c["nat_in_packets"], drops or "none", ports))
+' "$RUN_DIR/rvs-stats.json" 2>&1 || true)"
         fi
         ns_down
         ;;
