@@ -50,9 +50,9 @@ use crate::xmit::{dr, icmp, tun};
 const ETH_LEN: usize = 14;
 /// How far ahead of the frame being handled [`Pipeline::process_burst`] asks for a frame's first
 /// line, its flow index bucket and its connection: a few frames' handling covers a cache miss.
-const DATA_AHEAD: usize = 6;
-const INDEX_AHEAD: usize = 4;
-const CONN_AHEAD: usize = 2;
+const DATA_AHEAD: usize = 10;
+const INDEX_AHEAD: usize = 6;
+const CONN_AHEAD: usize = 3;
 /// Hashes kept for the connection stage (a power of two above `INDEX_AHEAD`).
 const PREFETCH_RING: usize = 8;
 
