@@ -7,6 +7,8 @@
 //! every flow is established by handshakes both DUTs accept, nothing is lost, the kernel really
 //! translated the VIP (the sink counts only frames to the server's address and port) — not the
 //! figures. The script removes its namespaces even when it fails; the test checks they are gone.
+//! A second test drives the script's zero-loss rate search (`KC_RATE=search`) through its
+//! bisection with a loss threshold no run can meet.
 #![cfg(feature = "lab-tests")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -56,4 +58,35 @@ fn both_duts_forward_every_packet() {
         log.contains("kernel nft counter: packets 1000 "),
         "the kernel's DNAT rule did not see 1000 connections:\n{log}"
     );
+}
+
+/// `KC_RATE=search` (the script's default) bisects below `--rate max` while a run loses more
+/// than `KC_LOSS`. With a threshold no run can meet, every step must halve the rate, and the
+/// row reported is the last run, with every trial in its `search` field.
+#[test]
+fn search_bisects_below_a_lossy_rate() {
+    let (rows, log) = lab::kernel_compare(&[
+        ("KC_NS", NS),
+        ("KC_ROWS", "kernel"),
+        ("KC_FLOWS", "1000"),
+        ("KC_RATE", "search"),
+        ("KC_LOSS", "-1"),
+        ("KC_SEARCH_STEPS", "2"),
+        ("KC_DURATION", "0.5"),
+        ("KC_WARMUP", "0.2"),
+    ]);
+    assert_eq!(rows.len(), 1, "{log}");
+    let trials = rows[0]["search"].as_array().unwrap();
+    assert_eq!(trials.len(), 3, "{}", rows[0]);
+    assert_eq!(trials[0]["rate"], "max");
+    let offered = trials[0]["offered_pps"].as_f64().unwrap();
+    assert!(offered > 10_000.0, "the generator offered {offered} pps at max");
+    let rate = |i: usize| trials[i]["rate"].as_str().unwrap().parse::<u64>().unwrap();
+    assert_eq!(rate(1), offered.round() as u64 / 2, "{trials:?}");
+    assert_eq!(rate(2), rate(1) / 2, "{trials:?}");
+    // Paced runs offer what they were asked for.
+    let paced = trials[2]["offered_pps"].as_f64().unwrap();
+    assert!((paced - rate(2) as f64).abs() < 0.1 * rate(2) as f64, "{trials:?}");
+    assert_eq!(rows[0]["rate"], trials[2]["rate"], "the last run is reported");
+    assert!(log.contains("no run lost at most -1"), "{log}");
 }
