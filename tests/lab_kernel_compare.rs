@@ -80,13 +80,22 @@ fn search_bisects_below_a_lossy_rate() {
     assert_eq!(trials.len(), 3, "{}", rows[0]);
     assert_eq!(trials[0]["rate"], "max");
     let offered = trials[0]["offered_pps"].as_f64().unwrap();
-    assert!(offered > 10_000.0, "the generator offered {offered} pps at max");
+    assert!(
+        offered > 10_000.0,
+        "the generator offered {offered} pps at max"
+    );
     let rate = |i: usize| trials[i]["rate"].as_str().unwrap().parse::<u64>().unwrap();
     assert_eq!(rate(1), offered.round() as u64 / 2, "{trials:?}");
     assert_eq!(rate(2), rate(1) / 2, "{trials:?}");
     // Paced runs offer what they were asked for.
     let paced = trials[2]["offered_pps"].as_f64().unwrap();
-    assert!((paced - rate(2) as f64).abs() < 0.1 * rate(2) as f64, "{trials:?}");
-    assert_eq!(rows[0]["rate"], trials[2]["rate"], "the last run is reported");
+    assert!(
+        (paced - rate(2) as f64).abs() < 0.1 * rate(2) as f64,
+        "{trials:?}"
+    );
+    assert_eq!(
+        rows[0]["rate"], trials[2]["rate"],
+        "the last run is reported"
+    );
     assert!(log.contains("no run lost at most -1"), "{log}");
 }
