@@ -144,6 +144,7 @@ for l in open(sys.argv[1]):
     #    nat-100k above).
     if [[ ${BENCH_KERNEL:-1} != 0 ]]; then
         : >"$OUT/kernel-compare.jsonl"
+        : >"$OUT/kernel-compare-trials.jsonl"
         KC_ROWS="kernel rvs-veth" KC_OUT="$OUT" KC_DURATION="$DUR" RVS="$RVS" \
             scripts/kernel-compare.sh >&2
     fi

@@ -292,11 +292,11 @@ print("rx %d, forwarded in %d, drops %s; ports: %s" % (c["rx_packets"], c["nat_i
 ' "$RUN_DIR/rvs-stats.json" 2>&1 || true)"
     fi
     ns_down
-    log "$row, $flows flows, rate $rate: $(jq_loss "$json")"
+    log "$row, $flows flows, rate $rate: $(summary "$json")"
 }
 
-# jq_loss JSON: "out N pps, loss X%, offered M pps" of a run.
-jq_loss() {
+# summary JSON: "out N pps, loss X%, offered M pps" of a run.
+summary() {
     python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("out %.0f pps, loss %.3f%%, offered %.0f pps" % (d["out_pps"], 100 * d["loss_share"], d["offered_pps"]))' "$1"
 }
 
@@ -304,7 +304,7 @@ jq_loss() {
 field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 # lossless JSON: true when the run lost at most KC_LOSS (a share; default 0.001, i.e. 0.1 %).
-lossless() { awk -v l="$(field "$1" loss_share)" -v m="$MAX_LOSS" 'BEGIN{exit !(l <= m)}'; }
+lossless() { awk -v l="$(field "$1" loss_share)" -v m="$MAX_LOSS" 'BEGIN{exit !(l != "" && l + 0 <= m + 0)}'; }
 
 # search ROW FLOWS: the highest offered rate the DUT forwards with at most KC_LOSS lost
 # (RFC 2544's throughput, by bisection). A DUT pushed past its capacity can forward far less
@@ -321,7 +321,7 @@ search() {
     if lossless "$json"; then
         best=$json
     else
-        hi=$(printf '%.0f' "$(field "$json" offered_pps)")
+        hi=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["offered_pps"]))' "$json")
         for ((i = 0; i < SEARCH_STEPS; i++)); do
             r=$(((lo + hi) / 2))
             ((r >= 1000)) || break

@@ -16,11 +16,24 @@
 mod lab;
 
 use std::path::Path;
+use std::sync::Mutex;
 
 const NS: &str = "rvskct";
+/// The tests pin the same CPUs and build namespaces: one at a time, whatever the test threads.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn namespaces_removed(ns: &str) {
+    for side in ["gen", "dut"] {
+        assert!(
+            !Path::new(&format!("/run/netns/{ns}-{side}")).exists(),
+            "namespace {ns}-{side} left behind"
+        );
+    }
+}
 
 #[test]
 fn both_duts_forward_every_packet() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (rows, log) = lab::kernel_compare(&[
         ("KC_NS", NS),
         ("KC_ROWS", "kernel rvs-veth"),
@@ -29,12 +42,7 @@ fn both_duts_forward_every_packet() {
         ("KC_DURATION", "1"),
         ("KC_WARMUP", "0.5"),
     ]);
-    for ns in ["gen", "dut"] {
-        assert!(
-            !Path::new(&format!("/run/netns/{NS}-{ns}")).exists(),
-            "namespace {NS}-{ns} left behind"
-        );
-    }
+    namespaces_removed(NS);
     assert_eq!(rows.len(), 2, "{log}");
     for (r, dut) in rows.iter().zip(["kernel", "rvs-veth"]) {
         assert_eq!(r["dut"], dut, "{r}");
@@ -65,6 +73,8 @@ fn both_duts_forward_every_packet() {
 /// row reported is the last run, with every trial in its `search` field.
 #[test]
 fn search_bisects_below_a_lossy_rate() {
+    const NS: &str = "rvskcs";
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (rows, log) = lab::kernel_compare(&[
         ("KC_NS", NS),
         ("KC_ROWS", "kernel"),
@@ -75,6 +85,7 @@ fn search_bisects_below_a_lossy_rate() {
         ("KC_DURATION", "0.5"),
         ("KC_WARMUP", "0.2"),
     ]);
+    namespaces_removed(NS);
     assert_eq!(rows.len(), 1, "{log}");
     let trials = rows[0]["search"].as_array().unwrap();
     assert_eq!(trials.len(), 3, "{}", rows[0]);

@@ -63,6 +63,7 @@ pub enum Resolve<B> {
 
 /// Slots of the usable-entry cache in front of the table (a power of two).
 const MEMO_SLOTS: usize = 16;
+const _: () = assert!(MEMO_SLOTS.is_power_of_two() && MEMO_SLOTS < 1 << 16);
 
 /// A usable entry as [`Neighbours::resolve`] last found it: its key, MAC and, for a learned one,
 /// the end of its reachable time (`None`: static).
@@ -72,9 +73,9 @@ type Memo = (u16, Ipv4Addr, MacAddr, Option<Instant>);
 ///
 /// In front of the hash table sits a small direct-mapped cache of entries that were usable
 /// (static, or reachable) when last resolved, so forwarding to a handful of servers costs a
-/// compare instead of a hash lookup per packet. It is emptied whenever an entry changes
-/// otherwise ([`Neighbours::learn`], [`Neighbours::add_static`]); an entry whose reachable time
-/// ran out misses it and takes the table's path, which starts the refresh.
+/// compare instead of a hash lookup per packet. A neighbour's cached copy is dropped when
+/// [`Neighbours::learn`] changes it, and [`Neighbours::add_static`] empties the cache; an entry
+/// whose reachable time ran out misses it and takes the table's path, which starts the refresh.
 #[derive(Debug)]
 pub struct Neighbours<B> {
     memo: [Option<Memo>; MEMO_SLOTS],
@@ -131,7 +132,9 @@ impl<B> Neighbours<B> {
 
     #[inline(always)]
     fn memo_slot(port: u16, ip: Ipv4Addr) -> usize {
-        (u32::from(ip) ^ u32::from(port).rotate_left(4)) as usize % MEMO_SLOTS
+        // Fibonacci hashing: the top bits of the product depend on every bit of the key.
+        let key = u32::from(ip) ^ u32::from(port).rotate_left(16);
+        (key.wrapping_mul(0x9E37_79B1) >> (32 - MEMO_SLOTS.trailing_zeros())) as usize
     }
 
     fn due(&mut self, t: Instant) {
@@ -238,7 +241,12 @@ impl<B> Neighbours<B> {
         if !mac.is_unicast() {
             return VecDeque::new();
         }
-        self.memo = [None; MEMO_SLOTS];
+        // Only this neighbour's own cached copy can be out of date.
+        if let Some(m) = self.memo.get_mut(Self::memo_slot(port, ip)) {
+            if m.is_some_and(|(p, a, ..)| (p, a) == (port, ip)) {
+                *m = None;
+            }
+        }
         match self.entries.get_mut(&(port, ip)) {
             Some(e) => {
                 if matches!(e.state, State::Static) {

@@ -55,6 +55,10 @@ const INDEX_AHEAD: usize = 6;
 const CONN_AHEAD: usize = 3;
 /// Hashes kept for the connection stage (a power of two above `INDEX_AHEAD`).
 const PREFETCH_RING: usize = 8;
+// Each stage reads what the one before it asked for: the stages must be in this order, and a
+// hash must stay in the ring from its index stage until its connection stage.
+const _: () =
+    assert!(DATA_AHEAD >= INDEX_AHEAD && INDEX_AHEAD > CONN_AHEAD && PREFETCH_RING > INDEX_AHEAD);
 
 /// The flow key of an IPv4 TCP/UDP frame, read without any checks (a guess for prefetching;
 /// the pipeline validates every frame before it trusts a byte of it).

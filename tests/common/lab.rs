@@ -418,7 +418,11 @@ impl Drop for Lab {
 /// root, and returns its JSON lines (one per run) and its stderr. The script builds and removes
 /// its own namespaces (prefix `KC_NS`); its results go to a fresh directory, not target/bench.
 pub fn kernel_compare(env: &[(&str, &str)]) -> (Vec<Value>, String) {
-    let out = std::env::temp_dir().join(format!("rvs-kc-test-{}", std::process::id()));
+    let ns = env
+        .iter()
+        .find(|(k, _)| *k == "KC_NS")
+        .map_or("rvskc", |(_, v)| *v);
+    let out = std::env::temp_dir().join(format!("rvs-kc-test-{}-{ns}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let o = Command::new("bash")
         .arg(root().join("scripts/kernel-compare.sh"))
