@@ -315,25 +315,20 @@ lossless() { awk -v l="$(field "$1" loss_share)" -v m="$MAX_LOSS" 'BEGIN{exit !(
 # was), with the trials in a "search" field; every trial goes to kernel-compare-trials.jsonl.
 search() {
     local row=$1 flows=$2 lo=0 hi r best="" trials=() i
-    measure "$row" "$flows" max
-    echo "$json" >>"$TRIALS"
-    trials+=("max $(field "$json" offered_pps) $(field "$json" loss_share)")
-    if lossless "$json"; then
-        best=$json
-    else
+    # trial RATE: one run at RATE, kept in the trials; succeeds (and becomes the best) when
+    # it was lossless.
+    trial() {
+        measure "$row" "$flows" "$1"
+        echo "$json" >>"$TRIALS"
+        trials+=("$1 $(field "$json" offered_pps) $(field "$json" loss_share)")
+        lossless "$json" && best=$json
+    }
+    if ! trial max; then
         hi=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["offered_pps"]))' "$json")
         for ((i = 0; i < SEARCH_STEPS; i++)); do
             r=$(((lo + hi) / 2))
             ((r >= 1000)) || break
-            measure "$row" "$flows" "$r"
-            echo "$json" >>"$TRIALS"
-            trials+=("$r $(field "$json" offered_pps) $(field "$json" loss_share)")
-            if lossless "$json"; then
-                lo=$r
-                best=$json
-            else
-                hi=$r
-            fi
+            if trial "$r"; then lo=$r; else hi=$r; fi
         done
     fi
     [[ -n $best ]] || log "$row, $flows flows: no run lost at most $MAX_LOSS of its packets"

@@ -130,6 +130,8 @@ impl<B> Neighbours<B> {
         self.queued
     }
 
+    /// The cache slot of a neighbour: always below [`MEMO_SLOTS`] (the top bits of a 32-bit
+    /// product), so indexing the cache with it cannot fail.
     #[inline(always)]
     fn memo_slot(port: u16, ip: Ipv4Addr) -> usize {
         // Fibonacci hashing: the top bits of the product depend on every bit of the key.
@@ -144,7 +146,7 @@ impl<B> Neighbours<B> {
     /// Resolve `ip` on `port` for `buf`.
     pub fn resolve(&mut self, port: u16, ip: Ipv4Addr, buf: B, now: Instant) -> Resolve<B> {
         let slot = Self::memo_slot(port, ip);
-        if let Some(Some((p, a, mac, until))) = self.memo.get(slot).copied() {
+        if let Some((p, a, mac, until)) = self.memo[slot] {
             if p == port && a == ip && until.map_or(true, |u| u > now) {
                 return Resolve::Ready {
                     mac,
@@ -157,9 +159,7 @@ impl<B> Neighbours<B> {
         if let Some(e) = self.entries.get_mut(&(port, ip)) {
             match (&e.state, e.mac) {
                 (State::Static, Some(mac)) => {
-                    if let Some(m) = self.memo.get_mut(slot) {
-                        *m = Some((port, ip, mac, None));
-                    }
+                    self.memo[slot] = Some((port, ip, mac, None));
                     return Resolve::Ready {
                         mac,
                         buf,
@@ -168,9 +168,7 @@ impl<B> Neighbours<B> {
                 }
                 (State::Reachable { until }, Some(mac)) => {
                     if *until > now {
-                        if let Some(m) = self.memo.get_mut(slot) {
-                            *m = Some((port, ip, mac, Some(*until)));
-                        }
+                        self.memo[slot] = Some((port, ip, mac, Some(*until)));
                         return Resolve::Ready {
                             mac,
                             buf,
@@ -242,10 +240,9 @@ impl<B> Neighbours<B> {
             return VecDeque::new();
         }
         // Only this neighbour's own cached copy can be out of date.
-        if let Some(m) = self.memo.get_mut(Self::memo_slot(port, ip)) {
-            if m.is_some_and(|(p, a, ..)| (p, a) == (port, ip)) {
-                *m = None;
-            }
+        let m = &mut self.memo[Self::memo_slot(port, ip)];
+        if m.is_some_and(|(p, a, ..)| (p, a) == (port, ip)) {
+            *m = None;
         }
         match self.entries.get_mut(&(port, ip)) {
             Some(e) => {

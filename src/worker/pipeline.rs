@@ -416,33 +416,26 @@ impl<B: PacketBuf> Pipeline<B> {
         // stays at index `n - 1 - k` until it is taken.
         bufs.reverse();
         let mut hashes = [None; PREFETCH_RING];
-        // The frames before the first one's stages: the same stages, only earlier.
-        for k in 0..DATA_AHEAD.min(n) {
-            if let Some(b) = at(bufs, n, k) {
+        // Step `i` stages frame `i`'s first line, frame `i - (DATA_AHEAD - INDEX_AHEAD)`'s
+        // bucket and frame `i - (DATA_AHEAD - CONN_AHEAD)`'s connection, then handles frame
+        // `i - DATA_AHEAD`: the first steps only stage, the last ones only handle.
+        for i in 0..n + DATA_AHEAD {
+            if let Some(b) = at(bufs, n, i) {
                 b.prefetch_data();
             }
-        }
-        for k in 0..INDEX_AHEAD.min(n) {
-            if let Some(b) = at(bufs, n, k) {
-                hashes[k % PREFETCH_RING] =
-                    peek_key(b.data()).map(|key| self.flows.prefetch_index(&key));
+            if let Some(j) = i.checked_sub(DATA_AHEAD - INDEX_AHEAD) {
+                if let Some(b) = at(bufs, n, j) {
+                    hashes[j % PREFETCH_RING] =
+                        peek_key(b.data()).map(|key| self.flows.prefetch_index(&key));
+                }
             }
-        }
-        for h in hashes.iter().take(CONN_AHEAD.min(n)).flatten() {
-            self.flows.prefetch_conn(*h);
-        }
-        for k in 0..n {
-            if let Some(b) = at(bufs, n, k + DATA_AHEAD) {
-                b.prefetch_data();
-            }
-            if let Some(b) = at(bufs, n, k + INDEX_AHEAD) {
-                hashes[(k + INDEX_AHEAD) % PREFETCH_RING] =
-                    peek_key(b.data()).map(|key| self.flows.prefetch_index(&key));
-            }
-            if k + CONN_AHEAD < n {
-                if let Some(h) = hashes[(k + CONN_AHEAD) % PREFETCH_RING] {
+            if let Some(j) = i.checked_sub(DATA_AHEAD - CONN_AHEAD).filter(|&j| j < n) {
+                if let Some(h) = hashes[j % PREFETCH_RING] {
                     self.flows.prefetch_conn(h);
                 }
+            }
+            if i < DATA_AHEAD {
+                continue;
             }
             let Some(b) = bufs.pop() else { break };
             if b.is_chained() {
