@@ -21,8 +21,15 @@
 //! in practice the owner claims; correctness does not depend on it, only the master link does
 //! (see `worker::pipeline`).
 //!
-//! Limitations: a slot is found by hashing (src, dst) and probing a bounded window, so a table
-//! that is locally crowded refuses an insert (counted) before it is globally full.
+//! Where an expectation lives: its home slot hashes (src, dst, dport), and it takes the first
+//! free slot of the [`PROBE`] slots from there. The port is part of the key so that the data
+//! connections of many sessions between the same two hosts spread over the table instead of
+//! crowding one window (they did: several fast active-mode sessions of one client on one server
+//! filled the 16 slots and had a PORT refused). An expectation for any port (`dport` 0, DR/TUN
+//! passive pins) hashes with port 0, so a claim looks in its port's window, then in port 0's.
+//!
+//! Limitations: a table that is locally crowded still refuses an insert (counted) before it is
+//! globally full.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
@@ -204,15 +211,27 @@ impl Expectations {
     }
 
     #[inline]
-    fn home(&self, src: Ipv4Addr, dst: Ipv4Addr) -> usize {
+    fn home(&self, src: Ipv4Addr, dst: Ipv4Addr, dport: u16) -> usize {
         let k = u64::from(u32::from(src)) << 32 | u64::from(u32::from(dst));
-        (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.mask
+        // The port goes in low, where the multiply carries it into every bit of the slot.
+        let k = (k ^ u64::from(dport)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (k >> 32) as usize & self.mask
+    }
+
+    /// The windows an expectation for a packet to `dport` may be in: its own port's, and the
+    /// any-port window (the same one when `dport` is 0).
+    fn windows(&self, src: Ipv4Addr, dst: Ipv4Addr, dport: u16) -> impl Iterator<Item = usize> {
+        let (exact, mask) = (self.home(src, dst, dport), self.mask);
+        let any = (dport != 0).then(|| self.home(src, dst, 0));
+        std::iter::once(exact)
+            .chain(any)
+            .flat_map(move |home| (0..PROBE).map(move |k| (home + k) & mask))
     }
 
     /// Publish `e` (slow path only: the table has a single writer). `None` when every slot in
     /// the probe window of its key is taken.
     pub fn insert(&self, e: &Expectation) -> Option<ExpectId> {
-        let home = self.home(e.src, e.dst);
+        let home = self.home(e.src, e.dst, e.dport);
         for k in 0..PROBE {
             let i = (home + k) & self.mask;
             let Some(slot) = self.slots.get(i) else {
@@ -252,9 +271,8 @@ impl Expectations {
         if self.live() == 0 {
             return None;
         }
-        let home = self.home(src, dst);
-        for k in 0..PROBE {
-            let Some(slot) = self.slots.get((home + k) & self.mask) else {
+        for i in self.windows(src, dst, dport) {
+            let Some(slot) = self.slots.get(i) else {
                 continue;
             };
             let s1 = slot.state.load(Ordering::Acquire);
@@ -290,7 +308,7 @@ impl Expectations {
     /// True when a live expectation is for exactly `src → dst:dport` (slow path: choosing a
     /// VIP port that names one data connection only).
     pub fn is_expected(&self, src: Ipv4Addr, dst: Ipv4Addr, dport: u16) -> bool {
-        let home = self.home(src, dst);
+        let home = self.home(src, dst, dport);
         (0..PROBE).any(|k| {
             self.slots.get((home + k) & self.mask).is_some_and(|slot| {
                 let st = slot.state.load(Ordering::Acquire);
@@ -450,6 +468,33 @@ mod tests {
         }
         assert!(t.insert(&e).is_none());
         assert_eq!(t.live(), PROBE);
+    }
+
+    /// Several sessions between the same two hosts: three times a window's worth of data
+    /// ports all find a slot (the port is part of the home), each is claimed by its own SYN
+    /// only, and an any-port pin of the same hosts is still found beside them.
+    #[test]
+    fn one_host_pair_spreads_over_the_table() {
+        let now = Instant::from_nanos(1);
+        let t = Expectations::new(4096);
+        let ports: Vec<u16> = (0..3 * PROBE as u16).map(|i| 40000 + i).collect();
+        for &p in &ports {
+            assert!(
+                t.insert(&passive("203.0.113.50", p, now)).is_some(),
+                "port {p}"
+            );
+        }
+        let pin = passive("203.0.113.50", 0, now);
+        assert!(t.insert(&pin).is_some());
+        assert!(t.is_expected(pin.src, pin.dst, ports[7]));
+        for &p in ports.iter().rev() {
+            let e = t.claim(pin.src, pin.dst, 0, p, now, |e| e.dport != 0);
+            assert_eq!(e.map(|e| e.dport), Some(p));
+        }
+        // Only the pin is left, and it takes a SYN to any port.
+        assert_eq!(t.live(), 1);
+        let e = t.claim(pin.src, pin.dst, 0, 41234, now, |_| true);
+        assert_eq!(e.map(|e| e.dport), Some(0));
     }
 
     #[test]
