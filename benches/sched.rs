@@ -46,6 +46,7 @@ fn dests(n: usize) -> Vec<Dest> {
             index: i as u16,
             active: (splitmix(&mut s) % 1000) as u32,
             inactive: (splitmix(&mut s) % 100) as u32,
+            passive: None,
         })
         .collect()
 }

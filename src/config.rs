@@ -636,9 +636,48 @@ pub struct ServerConfig {
     /// Weight; 0 takes no new connections.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// DR/TUN FTP services: the passive data ports this server hands out (vsftpd's
+    /// `pasv_min_port`-`pasv_max_port`), e.g. `"10000-10099"`. A data connection to one of them
+    /// goes to this server, so concurrent passive sessions of one client on different servers
+    /// work without persistence. Ranges of one service must not overlap.
+    #[serde(default)]
+    pub passive_ports: Option<String>,
     /// Set at run time when a reload removed the server (its counters stay in the reports).
     #[serde(skip)]
     pub removed: bool,
+}
+
+impl ServerConfig {
+    /// The server's passive port range (validated: `lo <= hi`), when it names one.
+    pub fn passive_range(&self) -> Option<(u16, u16)> {
+        self.passive_ports
+            .as_deref()
+            .and_then(|t| parse_port_range(t).ok())
+    }
+}
+
+/// `"10000-10099"` or a single port `"10000"`, as an inclusive range.
+fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let port = |t: &str| -> Result<u16, String> {
+        t.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{:?} is not a port (1 to 65535)", t.trim()))
+    };
+    let (lo, hi) = match text.split_once('-') {
+        Some((a, b)) => (port(a)?, port(b)?),
+        None => {
+            let p = port(text)?;
+            (p, p)
+        }
+    };
+    if lo > hi {
+        return Err(format!(
+            "{lo}-{hi} runs backwards; write the low port first"
+        ));
+    }
+    Ok((lo, hi))
 }
 
 fn default_weight() -> u32 {
@@ -1159,6 +1198,7 @@ impl Config {
                     ));
                 }
             }
+            self.validate_passive_ranges(s, &label, &set, path)?;
             let mut seen = HashSet::new();
             for (j, srv) in s.servers.iter().enumerate() {
                 if !seen.insert((srv.address, s.server_port(srv))) {
@@ -1170,6 +1210,71 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// `[[service.server]] passive_ports`: DR/TUN FTP only, inside the service's ports, above
+    /// the control ports and 1023, no two servers' ranges overlapping.
+    fn validate_passive_ranges(
+        &self,
+        s: &ServiceConfig,
+        label: &str,
+        set: &PortSet,
+        path: &Path,
+    ) -> Result<(), ConfigError> {
+        let err = |j: usize, message: String| ConfigError {
+            file: path.to_path_buf(),
+            field: format!("service[{label}].server[{j}].passive_ports"),
+            message,
+        };
+        let mut ranges: Vec<(usize, (u16, u16))> = Vec::new();
+        for (j, srv) in s.servers.iter().enumerate() {
+            let Some(text) = srv.passive_ports.as_deref() else {
+                continue;
+            };
+            let Some(ftp) = &s.ftp else {
+                return Err(err(j, "passive ports belong to an FTP service: add [service.ftp] or remove passive_ports".into()));
+            };
+            if !matches!(s.forward, ForwardMethod::Dr | ForwardMethod::Tun) {
+                return Err(err(j, "only dr and tun services need passive ports (in nat and fnat rvs reads the 227/229 reply): remove passive_ports".into()));
+            }
+            let (lo, hi) = parse_port_range(text).map_err(|m| err(j, m))?;
+            if lo < 1024 {
+                return Err(err(j, format!("{lo}-{hi}: data ports below 1024 are refused; use a range from 1024 up (vsftpd: pasv_min_port)")));
+            }
+            if !(lo..=hi).all(|p| set.contains(p)) {
+                return Err(err(j, format!("{lo}-{hi} is not inside the service's ports ({set}): add the range to ports, or the data connections never reach the service")));
+            }
+            if let Some(c) = ftp.control_ports.iter().find(|c| (lo..=hi).contains(c)) {
+                return Err(err(j, format!("{lo}-{hi} holds the control port {c}")));
+            }
+            if let Some((k, (a, b))) = ranges.iter().find(|(_, (a, b))| lo <= *b && *a <= hi) {
+                return Err(err(j, format!("{lo}-{hi} overlaps server[{k}]'s {a}-{b}: give each server its own range (a data port must name one server)")));
+            }
+            ranges.push((j, (lo, hi)));
+        }
+        Ok(())
+    }
+
+    /// Advice that does not stop rvs: configurations that run but will not do what an
+    /// operator most likely wants. `rvs check` and `rvs run` print them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.services {
+            let dr_tun = matches!(s.forward, ForwardMethod::Dr | ForwardMethod::Tun);
+            if s.ftp.as_ref().is_some_and(|f| f.passive)
+                && dr_tun
+                && s.persistence_timeout == 0
+                && s.servers.iter().any(|r| r.passive_ports.is_none())
+                && s.servers.len() > 1
+            {
+                out.push(format!(
+                    "service[{}]: a {} FTP service needs persistence_timeout (e.g. 300) or passive_ports on every server: rvs never sees the 227 reply, and concurrent passive sessions of one client on different servers would take each other's data connections",
+                    s.name,
+                    if s.forward == ForwardMethod::Dr { "dr" } else { "tun" },
+                ));
+            }
+        }
+        out
     }
 
     fn routable(&self, ip: Ipv4Addr) -> bool {
@@ -1352,6 +1457,16 @@ impl Config {
                 ));
             }
             for (j, nb) in b.servers.iter().enumerate() {
+                if a.servers.iter().any(|o| {
+                    o.address == nb.address
+                        && a.server_port(o) == b.server_port(nb)
+                        && o.passive_range() != nb.passive_range()
+                }) {
+                    return Err(refuse(
+                        format!("{label}.server[{j}].passive_ports"),
+                        "a server's passive ports",
+                    ));
+                }
                 if !a
                     .servers
                     .iter()
@@ -1538,6 +1653,64 @@ port = 8080
         // The same ports on another protocol or VIP do not overlap.
         let udp = format!("{ftp}\n[[service]]\nname = \"other\"\nprotocol = \"udp\"\nvip = \"192.0.2.100\"\nport = 21\n");
         parse(&udp).unwrap();
+    }
+
+    #[test]
+    fn passive_ports_per_server() {
+        let dr = include_str!("../config/lab-ftp-dr.toml");
+        let c = parse(dr).unwrap();
+        assert_eq!(
+            c.services[0].servers[1].passive_range(),
+            Some((10050, 10099))
+        );
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        // Neither passive ports nor persistence: it runs, with a warning that says what to do.
+        let bare = dr.replace("passive_ports = \"10000-10049\"\n", "");
+        let w = parse(&bare).unwrap().warnings();
+        assert!(
+            w.len() == 1 && w[0].contains("service[ftp]") && w[0].contains("persistence_timeout"),
+            "{w:?}"
+        );
+        let persistent = bare.replace(
+            "forward = \"dr\"",
+            "forward = \"dr\"\npersistence_timeout = 300",
+        );
+        assert!(parse(&persistent).unwrap().warnings().is_empty());
+        let field = "service[ftp].server[";
+        let cases = [
+            (
+                dr.replace("10050-10099", "10040-10099"),
+                "overlaps server[0]'s 10000-10049",
+            ),
+            (
+                dr.replace("10050-10099", "10050-10200"),
+                "is not inside the service's ports",
+            ),
+            (dr.replace("10050-10099", "10099-10050"), "runs backwards"),
+            (dr.replace("10050-10099", "10050-x"), "\"x\" is not a port"),
+            (dr.replace("\"10050-10099\"", "\"21\""), "below 1024"),
+            (
+                dr.replace("forward = \"dr\"", "forward = \"nat\"")
+                    .replace("ports = [\"21\", \"10000-10100\"]", "port = 21"),
+                "only dr and tun",
+            ),
+        ];
+        for (text, needle) in cases {
+            let m = refused(&text).to_string();
+            assert!(
+                m.contains(field) && m.contains(needle),
+                "expected `{field}` and `{needle}` in: {m}"
+            );
+        }
+        let moved = parse(&dr.replace("10050-10099", "10060-10099")).unwrap();
+        let m = c
+            .reload_changes(&moved, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.contains("server[1].passive_ports") && m.contains("restart"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -45,6 +45,9 @@ fn main() -> ExitCode {
         Cmd::Check { config } => match Config::load(&config) {
             Ok(c) => {
                 print!("{}", c.summary());
+                for w in c.warnings() {
+                    println!("warning: {w}");
+                }
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS
             }
@@ -61,6 +64,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            for w in cfg.warnings() {
+                eprintln!("rvs: warning: {w}");
+            }
             match runtime::run(
                 &cfg,
                 &RunOptions {

@@ -17,6 +17,9 @@ pub struct Dest {
     pub active: u32,
     /// Other live connections: opening or closing (IPVS's inactconns).
     pub inactive: u32,
+    /// DR/TUN FTP: the passive data ports this server hands out (inclusive); a new connection
+    /// to one of them is this server's data connection.
+    pub passive: Option<(u16, u16)>,
 }
 
 impl Dest {

@@ -36,6 +36,8 @@ pub struct Service {
     pub dests: Vec<Dest>,
     /// FTP control ports (empty: no FTP helper).
     pub ftp_control: Vec<u16>,
+    /// Some server names its passive ports (DR/TUN FTP): look there before scheduling.
+    pub passive_ranges: bool,
     sched: Box<dyn Scheduler>,
 }
 
@@ -91,6 +93,7 @@ impl ServiceTable {
                         index: next_index,
                         active: 0,
                         inactive: 0,
+                        passive: r.passive_range(),
                     };
                     next_index = next_index.saturating_add(1);
                     d
@@ -125,6 +128,7 @@ impl ServiceTable {
                     .map(|f| f.control_ports.clone())
                     .unwrap_or_default(),
                 sched: sched::new(s.scheduler, &dests),
+                passive_ranges: dests.iter().any(|d| d.passive.is_some()),
                 dests,
             });
         }
@@ -205,6 +209,22 @@ impl ServiceTable {
     /// the service and a copy of it.
     pub fn schedule(&mut self, id: u16, key: &FlowKey, now: Instant) -> Option<(u16, Dest)> {
         let svc = self.services.get_mut(usize::from(id))?;
+        // A DR/TUN FTP data connection to a server's own passive port belongs to that server,
+        // whatever its weight (its control connection lives there): no scheduler, no template.
+        if let Some(i) = svc
+            .passive_ranges
+            .then(|| {
+                svc.dests.iter().position(|d| {
+                    d.passive
+                        .is_some_and(|(lo, hi)| (lo..=hi).contains(&key.dport))
+                })
+            })
+            .flatten()
+        {
+            let d = svc.dests.get_mut(i)?;
+            d.active = d.active.saturating_add(1);
+            return Some((i as u16, d.clone()));
+        }
         let persist = svc
             .persistence
             .map(|(timeout, mask)| (u32::from(key.src) & mask, now + timeout));
@@ -408,5 +428,49 @@ address = "198.51.100.12"
         );
         assert!(!t.set_weight(0, 99, 1));
         assert!(!t.set_weight(5, 0, 1));
+    }
+
+    /// DR/TUN FTP with per-server passive ports: a connection to a server's passive port goes
+    /// to that server (drained or not), other ports are scheduled as usual.
+    #[test]
+    fn a_passive_port_names_its_server() {
+        let text = include_str!("../../config/lab-ftp-dr.toml");
+        let cfg = Config::parse(text, Path::new("lab-ftp-dr.toml")).unwrap();
+        let mut t = ServiceTable::from_config(&cfg);
+        let now = Instant::from_secs(1);
+        let client = Ipv4Addr::new(203, 0, 113, 2);
+        let to = |dport: u16, sport: u16| FlowKey {
+            src: client,
+            dst: Ipv4Addr::new(203, 0, 113, 100),
+            sport,
+            dport,
+            proto: 6,
+        };
+        for (i, port) in [10000u16, 10049, 10050, 10099, 10001, 10098]
+            .iter()
+            .enumerate()
+        {
+            let (_, d) = t.schedule(0, &to(*port, 40000 + i as u16), now).unwrap();
+            let want = if *port < 10050 {
+                [198, 51, 100, 11]
+            } else {
+                [198, 51, 100, 12]
+            };
+            assert_eq!(d.addr, Ipv4Addr::from(want), "port {port}");
+        }
+        // Port 10100 is in the service but in no server's range: round robin.
+        let a = t.schedule(0, &to(10100, 1), now).unwrap().1.addr;
+        let b = t.schedule(0, &to(10100, 2), now).unwrap().1.addr;
+        assert_ne!(a, b);
+        // A drained server still takes the data connections of its sessions.
+        assert!(t.set_weight(0, 0, 0));
+        let (_, d) = t.schedule(0, &to(10010, 3), now).unwrap();
+        assert_eq!(d.addr, Ipv4Addr::new(198, 51, 100, 11));
+        let (_, d) = t.schedule(0, &to(21, 4), now).unwrap();
+        assert_eq!(
+            d.addr,
+            Ipv4Addr::new(198, 51, 100, 12),
+            "control: scheduled"
+        );
     }
 }

@@ -748,23 +748,25 @@ impl<B: PacketBuf> Pipeline<B> {
         }
         let k = l4.key;
         let services = &self.services;
-        let syn_ack = l4.seen.ack;
-        self.expect
-            .as_ref()?
-            .claim(k.src, k.dst, k.sport, k.dport, now, |e| match e.kind {
-                // Only DR/TUN active mode starts from the client's SYN-ACK.
-                ExpectKind::ActiveReturn => syn_ack,
-                _ if syn_ack => false,
-                // A DR/TUN pin covers any port of its service but the control ports (a new
-                // control connection must not take it).
-                ExpectKind::Passive if e.dport == 0 => {
-                    services.lookup(k.proto, k.dst, k.dport) == Some(e.service)
-                        && services
-                            .get(e.service)
-                            .is_some_and(|s| !s.ftp_control.contains(&k.dport))
-                }
-                _ => true,
-            })
+        let expect = self.expect.as_ref()?;
+        if l4.seen.ack {
+            // Only DR/TUN active mode starts from the client's SYN-ACK.
+            return expect.claim_return(k.src, k.dst, k.sport, k.dport, now, |e| {
+                e.kind == ExpectKind::ActiveReturn
+            });
+        }
+        expect.claim(k.src, k.dst, k.sport, k.dport, now, |e| match e.kind {
+            ExpectKind::ActiveReturn => false,
+            // A DR/TUN pin covers any port of its service but the control ports (a new
+            // control connection must not take it).
+            ExpectKind::Passive if e.dport == 0 => {
+                services.lookup(k.proto, k.dst, k.dport) == Some(e.service)
+                    && services
+                        .get(e.service)
+                        .is_some_and(|s| !s.ftp_control.contains(&k.dport))
+            }
+            _ => true,
+        })
     }
 
     fn miss(&mut self, l4: L4, buf: B, now: Instant, io: &mut impl Io<B>) {

@@ -100,6 +100,9 @@ pub struct Policy {
     pub per_conn: u32,
     /// Lifetime of an unused expectation.
     pub timeout: Duration,
+    /// The service keeps a client on one server (persistence): in DR/TUN a passive pin would
+    /// add nothing.
+    pub persistent: bool,
 }
 
 /// One direction of a control connection.
@@ -147,6 +150,8 @@ struct Pending {
 pub struct Helper {
     conns: HashMap<CtlKey, CtlConn>,
     policies: Vec<Option<Policy>>,
+    /// By global server index: the server names its passive ports (DR/TUN).
+    ranged: Vec<bool>,
     expect: Arc<Expectations>,
     pending: Vec<Pending>,
     active_ports: ActivePorts,
@@ -181,8 +186,14 @@ impl Helper {
                         passive: f.passive,
                         per_conn: f.max_expectations_per_connection,
                         timeout: Duration::from_secs(f.expectation_timeout),
+                        persistent: s.persistence_timeout > 0,
                     })
                 })
+                .collect(),
+            ranged: cfg
+                .services
+                .iter()
+                .flat_map(|s| s.servers.iter().map(|r| r.passive_ports.is_some()))
                 .collect(),
             expect,
             pending: Vec::new(),
@@ -431,8 +442,15 @@ impl Helper {
                 if !policy.passive {
                     return self.count(svc, FtpCounter::RefusedPassiveOff);
                 }
-                // DR/TUN never see the reply: pin the client's next data connection to any
-                // port of the service to this control connection's server.
+                // DR/TUN never see the reply. When the server's passive ports name it, or
+                // persistence keeps the client on it, the data connection finds it anyway (and
+                // a pin of one session could be taken by another's data connection). Else pin
+                // the client's next data connection to any port of the service to this
+                // control connection's server.
+                let named = self.ranged.get(usize::from(meta.dest)).copied() == Some(true);
+                if named || policy.persistent {
+                    return;
+                }
                 let e = self.expectation(meta, ExpectKind::Passive, now, policy);
                 self.publish(meta, e, None, policy, now);
             }

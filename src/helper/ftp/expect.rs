@@ -21,12 +21,17 @@
 //! in practice the owner claims; correctness does not depend on it, only the master link does
 //! (see `worker::pipeline`).
 //!
-//! Where an expectation lives: its home slot hashes (src, dst, dport), and it takes the first
-//! free slot of the [`PROBE`] slots from there. The port is part of the key so that the data
-//! connections of many sessions between the same two hosts spread over the table instead of
-//! crowding one window (they did: several fast active-mode sessions of one client on one server
-//! filled the 16 slots and had a PORT refused). An expectation for any port (`dport` 0, DR/TUN
-//! passive pins) hashes with port 0, so a claim looks in its port's window, then in port 0's.
+//! Where an expectation lives: its home slot hashes (src, dst, key port), and it takes the first
+//! free slot of the [`PROBE`] slots from there. The key port is the one port of the first packet
+//! that the expectation knows: the destination port, or for DR/TUN active mode (whose client
+//! SYN-ACK may go to any VIP port) the client's source port, the port its PORT/EPRT announced.
+//! A port is part of the key so that the data connections of many sessions between the same two
+//! hosts spread over the table instead of crowding one window (they did: fast active-mode
+//! sessions of one client on one server filled the 16 slots and had a PORT refused, and in DR
+//! every active-mode expectation of one client to one VIP shared the any-port window). An
+//! expectation for any port that names no port at all (`dport` 0, DR/TUN passive pins) hashes
+//! with port 0, so a SYN's claim looks in its port's window, then in port 0's; a SYN-ACK's claim
+//! ([`Expectations::claim_return`]) looks in its source port's window only.
 //!
 //! Limitations: a table that is locally crowded still refuses an insert (counted) before it is
 //! globally full.
@@ -139,6 +144,15 @@ impl Expectation {
         }
     }
 
+    /// The port its home slot hashes with (see the module doc).
+    #[inline]
+    fn key_port(&self) -> u16 {
+        match self.kind {
+            ExpectKind::ActiveReturn => self.client_port,
+            _ => self.dport,
+        }
+    }
+
     /// True when the first packet `src:sport → dst:dport` is this expectation's data
     /// connection.
     #[inline]
@@ -231,7 +245,7 @@ impl Expectations {
     /// Publish `e` (slow path only: the table has a single writer). `None` when every slot in
     /// the probe window of its key is taken.
     pub fn insert(&self, e: &Expectation) -> Option<ExpectId> {
-        let home = self.home(e.src, e.dst, e.dport);
+        let home = self.home(e.src, e.dst, e.key_port());
         for k in 0..PROBE {
             let i = (home + k) & self.mask;
             let Some(slot) = self.slots.get(i) else {
@@ -266,12 +280,43 @@ impl Expectations {
         sport: u16,
         dport: u16,
         now: Instant,
-        mut accept: impl FnMut(&Expectation) -> bool,
+        accept: impl FnMut(&Expectation) -> bool,
     ) -> Option<Expectation> {
         if self.live() == 0 {
             return None;
         }
-        for i in self.windows(src, dst, dport) {
+        let slots = self.windows(src, dst, dport);
+        self.claim_in(slots, (src, dst, sport, dport), now, accept)
+    }
+
+    /// Find and claim the DR/TUN active-mode expectation for a client's SYN-ACK
+    /// `src:sport → dst:dport` (keyed on `sport`, the port the client announced), as
+    /// [`Expectations::claim`] does for SYNs.
+    pub fn claim_return(
+        &self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        sport: u16,
+        dport: u16,
+        now: Instant,
+        accept: impl FnMut(&Expectation) -> bool,
+    ) -> Option<Expectation> {
+        if self.live() == 0 {
+            return None;
+        }
+        let (home, mask) = (self.home(src, dst, sport), self.mask);
+        let slots = (0..PROBE).map(move |k| (home + k) & mask);
+        self.claim_in(slots, (src, dst, sport, dport), now, accept)
+    }
+
+    fn claim_in(
+        &self,
+        slots: impl Iterator<Item = usize>,
+        (src, dst, sport, dport): (Ipv4Addr, Ipv4Addr, u16, u16),
+        now: Instant,
+        mut accept: impl FnMut(&Expectation) -> bool,
+    ) -> Option<Expectation> {
+        for i in slots {
             let Some(slot) = self.slots.get(i) else {
                 continue;
             };
@@ -495,6 +540,35 @@ mod tests {
         assert_eq!(t.live(), 1);
         let e = t.claim(pin.src, pin.dst, 0, 41234, now, |_| true);
         assert_eq!(e.map(|e| e.dport), Some(0));
+    }
+
+    /// DR/TUN active mode: many sessions of one client on one VIP (each PORT announces its own
+    /// client port) all find a slot, far beyond one window, and each SYN-ACK claims its own
+    /// session's expectation only (a SYN never does).
+    #[test]
+    fn one_client_many_active_returns() {
+        let now = Instant::from_nanos(1);
+        let t = Expectations::new(4096);
+        let n = 8 * PROBE as u16;
+        let ret = |p: u16| Expectation {
+            kind: ExpectKind::ActiveReturn,
+            dport: 0,
+            client_port: 30000 + p,
+            dest: p,
+            ..passive("203.0.113.50", 0, now)
+        };
+        for p in 0..n {
+            assert!(t.insert(&ret(p)).is_some(), "session {p}");
+        }
+        assert_eq!(t.live(), usize::from(n));
+        let (src, vip) = (ip("203.0.113.50"), ip("203.0.113.1"));
+        let syn_only = |e: &Expectation| e.kind != ExpectKind::ActiveReturn;
+        assert!(t.claim(src, vip, 30005, 20, now, syn_only).is_none());
+        for p in (0..n).rev() {
+            let e = t.claim_return(src, vip, 30000 + p, 20, now, |_| true);
+            assert_eq!(e.map(|e| e.dest), Some(p), "session {p}");
+        }
+        assert_eq!(t.live(), 0);
     }
 
     #[test]

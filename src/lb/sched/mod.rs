@@ -86,6 +86,7 @@ pub(crate) mod testutil {
                 index: i as u16,
                 active: 0,
                 inactive: 0,
+                passive: None,
             })
             .collect()
     }
