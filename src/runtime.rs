@@ -26,13 +26,13 @@ use crate::dpdk::{self, DpdkError, Eal, Mbuf, Mempool, Port, PortConfig, RxQueue
 use crate::helper::ftp::ctl::Helper;
 use crate::helper::ftp::expect::Expectations;
 use crate::packet::PacketBuf;
-use crate::slowpath::{SlowPath, SlowTx};
+use crate::slowpath::SlowPath;
 use crate::stats::{
     self, Counter, DropReason, FtpCounter, Layout, LbCounter, LocalBlock, SharedBlock,
 };
 use crate::time::Instant;
 use crate::wire::MacAddr;
-use crate::worker::{Io, Pipeline, SlowMsg};
+use crate::worker::{Io, Pipeline, SlowMsg, SlowReturn};
 
 /// A setup or runtime failure with a message an operator can act on.
 #[derive(Debug)]
@@ -92,8 +92,8 @@ struct Mailboxes {
     control: Vec<ArrayQueue<Arc<Vec<ServerChange>>>>,
     /// Worker → slow path (FTP control frames and notices), one ring per worker.
     slow: Arc<Vec<ArrayQueue<SlowMsg<Mbuf>>>>,
-    /// Slow path → worker, for devices with no spare TX queue: frames to send as they are.
-    slow_return: Arc<Vec<ArrayQueue<(u16, Mbuf)>>>,
+    /// Slow path → worker: its answer for each control frame, in order (`SlowReturn`).
+    slow_return: Arc<Vec<ArrayQueue<SlowReturn<Mbuf>>>>,
 }
 impl Mailboxes {
     fn new(workers: usize, slow_ring: usize) -> Mailboxes {
@@ -168,24 +168,17 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
     let mut queues: Vec<(Vec<RxQueue>, Vec<TxQueue>)> =
         (0..n).map(|_| (Vec::new(), Vec::new())).collect();
     let mut macs = Vec::new();
-    // The slow path's TX queue of each port that has one: reserved here for the FTP helper's
-    // core, kept (unused by workers) until the ports close.
-    let mut slow_tx: Vec<TxQueue> = Vec::new();
     for p in &cfg.ports {
         let dev = p.device_name();
         let id = Port::find(dev).map_err(ctx(format!(
             "port {}: no DPDK device `{dev}` (is the vdev spelled right, does its interface exist in this network namespace, is the NIC bound to vfio-pci?)",
             p.name
         )))?;
-        // One TX queue per worker, plus one for the slow path where the device has a spare
-        // (real NICs do; af_packet's qpairs and net_pcap's files give exactly what was asked).
-        let max_tx = Port::max_queues(id)
-            .map(|(_, tx)| usize::from(tx))
-            .unwrap_or(n);
-        let spare = usize::from(max_tx > n);
+        // One TX queue per worker. The FTP slow path has none: its frames go back to the
+        // worker that gave them, which keeps each host pair's frames in order.
         let pc = PortConfig {
             rx_queues: n as u16,
-            tx_queues: (n + spare) as u16,
+            tx_queues: n as u16,
             rx_desc: p.rx_desc,
             tx_desc: p.tx_desc,
             mtu: p.mtu,
@@ -194,15 +187,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
             // The key the software owner hashes use (flow::rss), so NIC and software agree.
             rss_key: Some(crate::flow::rss::RSS_KEY),
         };
-        let (port, rx, mut tx) = Port::start(id, &pc, &pool).map_err(ctx(format!(
+        let (port, rx, tx) = Port::start(id, &pc, &pool).map_err(ctx(format!(
             "port {} ({dev}) with {n} queue(s) (one per worker; an af_packet vdev needs qpairs={n})",
             p.name
         )))?;
-        if spare == 1 {
-            if let Some(q) = tx.pop() {
-                slow_tx.push(q);
-            }
-        }
         if rx.len() != n || tx.len() != n {
             return Err(RunError(format!(
                 "port {}: asked for {n} queues, the device gave {} rx and {} tx",
@@ -220,7 +208,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
         let link = port.link();
         let info = port.info();
         println!(
-                        "rvs: port {} = {} (dpdk port {}, {}), mac {}, link {} {} Mb/s, {} queue(s), rss {}, slow-path tx queue {}",
+            "rvs: port {} = {} (dpdk port {}, {}), mac {}, link {} {} Mb/s, {} queue(s), rss {}",
             p.name,
             dev,
             port.id(),
@@ -229,16 +217,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
             if link.up { "up" } else { "down" },
             link.speed_mbps,
             n,
-                        if info.rss_enabled {
+            if info.rss_enabled {
                 "on"
             } else {
                 "off (software ownership only)"
             },
-            if spare == 1 {
-                format!("{n} (reserved)")
-            } else {
-                format!("none (the device has {max_tx} tx queues)")
-            }
         );
         for w in &info.warnings {
             println!("rvs: port {}: {w}", p.name);
@@ -288,19 +271,12 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
     let Some(layout) = layout else {
         return Err(RunError("workers.count must be at least 1".into()));
     };
-    // The slow path: its own TX queue on every port when every device had a spare, else back
-    // through the workers' queues.
+    // The slow path: a thread of its own, answering each worker on its return ring.
     let slow_thread = if ftp {
         let block = Arc::new(SharedBlock::new(layout.len()));
         shared.push(Arc::clone(&block));
-        let own = slow_tx.len() == cfg.ports.len();
         println!(
-            "rvs: FTP slow path on its own thread, sending {}",
-            if own {
-                "on its own TX queues"
-            } else {
-                "through the workers' TX queues (a device has no spare TX queue)"
-            }
+            "rvs: FTP slow path on its own thread; its frames go back to their workers, which send them in order"
         );
         // Not on a worker's CPU when there is a free one: a thread started here would inherit
         // the main lcore's affinity and compete with worker 0 for it.
@@ -318,11 +294,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
         let sp = SlowPath {
             helper: Helper::new(cfg, Arc::clone(&expect)),
             inboxes: Arc::clone(&mail.slow),
-            tx: if own {
-                SlowTx::Own(std::mem::take(&mut slow_tx))
-            } else {
-                SlowTx::ViaWorkers(Arc::clone(&mail.slow_return))
-            },
+            returns: Arc::clone(&mail.slow_return),
             shared: block,
             stop: Arc::clone(&stop),
             burst: cfg.workers.burst,
@@ -398,7 +370,6 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
     }
     let _ = std::io::stdout().flush();
     drop(mail);
-    drop(slow_tx);
     drop(ports);
     drop(pool);
     drop(eal);
@@ -599,13 +570,10 @@ impl WorkerCtx {
                 }
             }
             if let Some(q) = slow_return {
-                let mut n = 0u64;
-                while let Some((port, m)) = q.pop() {
-                    io.send(port, m);
-                    n += 1;
+                while let Some(ret) = q.pop() {
+                    work += 1;
+                    pipeline.slow_path_returned(ret, now, &mut io);
                 }
-                work += n as usize;
-                pipeline.count_slow_path_tx(n);
             }
             pipeline.poll(now, &mut io);
             io.flush(&mut pipeline);

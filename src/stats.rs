@@ -107,6 +107,9 @@ named_enum! {
         /// An FTP control segment whose sequence numbers cannot be adjusted (it starts inside
         /// a rewritten range, or is older than the adjustments remembered).
         FtpSeqUnmappable => "ftp_seq_unmappable",
+        /// A frame that had to wait behind an FTP control frame at the slow path (to keep its
+        /// host pair in order) met a full hold queue (TCP resends it).
+        OrderHoldFull => "order_hold_full",
     }
 }
 
@@ -140,9 +143,12 @@ named_enum! {
         HandoverIn => "handover_in",
         /// FTP control frames given to the slow path.
         SlowPathOut => "slowpath_out",
-        /// Frames the slow path passed on: sent on its own TX queues, or queued on a worker's
-        /// (then the worker's `tx_packets`/`tx_full` say what became of them).
+        /// Frames the slow path passed on, back to the worker that gave them (whose
+        /// `tx_packets`/`tx_full` say what became of them).
         SlowPathTx => "slowpath_tx",
+        /// Frames that waited behind an FTP control frame of their host pair while it was at
+        /// the slow path, so that the pair's frames leave in order.
+        OrderHeld => "order_held",
         /// FTP data connections made from expectations.
         FtpDataFlows => "ftp_data_flows",
     }

@@ -164,8 +164,8 @@ impl Rig {
         self.p.process(port, frame, self.now, &mut self.io);
         self.p.poll(self.now, &mut self.io);
         for msg in std::mem::take(&mut self.io.slow) {
-            if let Some(out) = slowpath::handle(&mut self.helper, msg, self.now, drop) {
-                self.io.sent.push(out);
+            if let Some(ret) = slowpath::handle(&mut self.helper, msg, self.now, drop) {
+                self.p.slow_path_returned(ret, self.now, &mut self.io);
             }
         }
         if self.poll_helper {
@@ -1361,4 +1361,178 @@ mod any_segmentation {
             prop_assert_eq!(r.ftp(0, FtpCounter::RefusedConnCap) as usize, n227 - created);
         }
     }
+}
+
+/// An I/O that records what the second worker hands over.
+#[derive(Default)]
+struct HandIo {
+    handed: Vec<(u16, u16, Vec<u8>)>,
+    sent: Vec<(u16, Vec<u8>)>,
+}
+
+impl Io<Vec<u8>> for HandIo {
+    fn alloc(&mut self) -> Option<Vec<u8>> {
+        Some(Vec::new())
+    }
+    fn send(&mut self, port: u16, buf: Vec<u8>) {
+        self.sent.push((port, buf));
+    }
+    fn handover(&mut self, to: u16, port: u16, buf: Vec<u8>) -> Result<(), Vec<u8>> {
+        self.handed.push((to, port, buf));
+        Ok(())
+    }
+}
+
+/// Two workers, NAT active mode, the case curl fails on when frames overtake each other:
+/// the server's control replies (150, 226) go through the slow path while its data-connection
+/// frames arrive on the other worker's queue and are handed to the owner. Whatever the
+/// interleaving, the client must get the server's frames in the order rvs took them in: the
+/// data frames wait behind the control frame that is out, and a later control frame waits
+/// behind them. A frame of another host pair is not held.
+#[test]
+fn two_workers_keep_a_host_pairs_frames_in_order_around_the_slow_path() {
+    let text = format!("{CONFIG}\n[workers]\ncount = 2\n");
+    let cfg = Config::parse(&text, Path::new("ftp-test.toml")).unwrap();
+    let expect = Arc::new(Expectations::new(cfg.ftp.max_expectations));
+    let owner = rvs::flow::rss::Sharding::new(2, 32).owner(Ipv4Addr::from(CLIENT));
+    let mut p = Pipeline::new(&cfg, &[CLIENT_MAC, SERVER_MAC], owner, Instant::ZERO);
+    p.set_expectations(Arc::clone(&expect));
+    let mut other = Pipeline::new(&cfg, &[CLIENT_MAC, SERVER_MAC], 1 - owner, Instant::ZERO);
+    other.set_expectations(Arc::clone(&expect));
+    let mut r = Rig {
+        p,
+        helper: Helper::new(&cfg, expect),
+        io: RigIo::default(),
+        now: Instant::from_secs(1),
+        poll_helper: true,
+    };
+    let mut c = connect(&mut r, VIP_NAT);
+    let cport = 51_000;
+    // PORT, then the server's data connection: SYN, the client's SYN-ACK, the server's ACK.
+    let line = format!("PORT 203,0,113,10,{},{}\r\n", cport >> 8, cport & 255);
+    command(&mut r, &mut c, line.as_bytes());
+    let srv = c.server.octets();
+    let data = |flags: &str, seq: u32, payload: &[u8]| {
+        tcp(
+            (PEER_S1, SERVER_MAC),
+            srv,
+            CLIENT,
+            (20, cport),
+            seq,
+            101,
+            flags,
+            payload,
+            &[],
+        )
+    };
+    r.one(1, data("S", 9, b""));
+    r.one(
+        0,
+        tcp(
+            (PEER_C, CLIENT_MAC),
+            CLIENT,
+            VIP_NAT,
+            (cport, 20),
+            100,
+            10,
+            "SA",
+            b"",
+            &[],
+        ),
+    );
+    assert!(r.io.slow.is_empty() && r.p.held() == 0);
+
+    // The owner takes the server's "150" and gives it to the slow path, which is slow today.
+    let now = r.now;
+    let l150 = b"150 Here comes the data\r\n";
+    r.p.process(
+        1,
+        server_seg(&c, c.s_next, c.c_next, "AP", l150, &[]),
+        now,
+        &mut r.io,
+    );
+    c.s_next += l150.len() as u32;
+    assert_eq!(r.io.slow.len(), 1, "the 150 is at the slow path");
+    assert!(r.io.sent.is_empty());
+    // The data connection's ACK and data land on the other worker's queue: handed over.
+    let mut hio = HandIo::default();
+    other.process(1, data("A", 10, b""), now, &mut hio);
+    other.process(1, data("AP", 10, b"file bytes"), now, &mut hio);
+    assert_eq!(
+        hio.handed.len(),
+        2,
+        "the other worker hands them to the owner"
+    );
+    assert!(hio.handed.iter().all(|h| h.0 == owner) && hio.sent.is_empty());
+    for (_, port, frame) in hio.handed.drain(..) {
+        r.p.process_handed_over(port, frame, now, &mut r.io);
+    }
+    assert!(r.io.sent.is_empty(), "they wait behind the 150");
+    assert_eq!(r.counter(Counter::OrderHeld), 2);
+    // The server's "226" comes while all that waits: it goes to the slow path too.
+    let l226 = b"226 Transfer complete\r\n";
+    r.p.process(
+        1,
+        server_seg(&c, c.s_next, c.c_next, "AP", l226, &[]),
+        now,
+        &mut r.io,
+    );
+    assert_eq!(r.io.slow.len(), 2);
+    assert_eq!(
+        r.p.held(),
+        4,
+        "two control frames out, two frames behind the first"
+    );
+
+    // The slow path answers the 150: it leaves, then the two data frames, not the 226.
+    let mut msgs = std::mem::take(&mut r.io.slow).into_iter();
+    let ret = slowpath::handle(&mut r.helper, msgs.next().unwrap(), now, drop).unwrap();
+    r.p.slow_path_returned(ret, now, &mut r.io);
+    let out: Vec<Seg> = r.io.sent.drain(..).map(|(_, f)| seg(&f)).collect();
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert_eq!(out[0].payload, l150);
+    assert_eq!((out[1].sport, out[1].payload.len()), (20, 0), "the ACK");
+    assert_eq!(out[2].payload, b"file bytes");
+    assert!(out.iter().all(|s| s.dst == Ipv4Addr::from(CLIENT)));
+    assert_eq!(r.p.held(), 1, "the 226 is still out");
+    let ret = slowpath::handle(&mut r.helper, msgs.next().unwrap(), now, drop).unwrap();
+    r.p.slow_path_returned(ret, now, &mut r.io);
+    let out: Vec<Seg> = r.io.sent.drain(..).map(|(_, f)| seg(&f)).collect();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].payload, l226);
+    assert_eq!(r.p.held(), 0);
+    assert_eq!(
+        r.counter(Counter::SlowPathTx),
+        r.counter(Counter::SlowPathOut)
+    );
+
+    // With a control frame out, another client's frames go at once.
+    r.p.process(
+        1,
+        server_seg(
+            &c,
+            c.s_next + l226.len() as u32,
+            c.c_next,
+            "AP",
+            b"221 Bye\r\n",
+            &[],
+        ),
+        now,
+        &mut r.io,
+    );
+    assert_eq!(r.p.held(), 1);
+    let stranger = tcp(
+        (PEER_C, CLIENT_MAC),
+        [203, 0, 113, 77],
+        VIP_NAT,
+        (40_001, 21),
+        7,
+        0,
+        "S",
+        b"",
+        &[],
+    );
+    r.p.process_handed_over(0, stranger, now, &mut r.io);
+    assert_eq!(r.io.sent.len(), 1, "another host pair is not held");
+    assert_eq!(r.p.held(), 1);
 }

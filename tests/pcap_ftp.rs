@@ -1676,7 +1676,7 @@ fn counters_and_drops_are_exact() {
     assert_eq!(o.counter("handover_out"), 0);
     assert!(
         o.stdout
-            .contains("sending through the workers' TX queues (a device has no spare TX queue)"),
+            .contains("its frames go back to their workers, which send them in order"),
         "{}",
         o.stdout
     );

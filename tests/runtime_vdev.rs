@@ -1,5 +1,7 @@
 //! The real binary on DPDK vdevs, for what the pcap and lab tiers cannot show: queue layout.
-//! A port whose device has a spare TX queue reserves it for the slow path; one without says so.
+//! Every port has one RX and one TX queue per worker, whatever else the device offers: the FTP
+//! slow path sends through the workers (so a host pair's frames stay in order), and a device
+//! with exactly one TX queue (net_pcap with one file) runs as well as one with many.
 //! Run: `cargo test --release --features dpdk-tests --test runtime_vdev` (root, `--no-pci`).
 #![cfg(feature = "dpdk-tests")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -66,18 +68,18 @@ fn run_briefly(tag: &str, ports: &str) -> String {
 }
 
 #[test]
-fn a_spare_tx_queue_is_reserved_for_the_slow_path_where_the_device_has_one() {
-    // net_null offers many queues: 1 worker -> TX queue 1 is the slow path's.
+fn one_queue_per_worker_whatever_the_device_offers() {
+    // net_null offers many queues: 1 worker takes one.
     let out = run_briefly(
         "null",
         "[[port]]\nname = \"a\"\nvdev = \"net_null0\"\naddress = \"198.51.100.1/24\"\n",
     );
     assert!(
-        out.contains("port a = net_null0") && out.contains("slow-path tx queue 1 (reserved)"),
+        out.contains("port a = net_null0") && out.contains("1 queue(s)"),
         "{out}"
     );
 
-    // net_pcap with one tx file has exactly one TX queue: nothing spare, and rvs says so.
+    // net_pcap with one tx file has exactly one TX queue, which is all rvs needs.
     let dir = std::env::temp_dir().join(format!("rvs-runtime-vdev-pcap-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (rx, tx) = (dir.join("in.pcap"), dir.join("out.pcap"));
@@ -97,7 +99,7 @@ fn a_spare_tx_queue_is_reserved_for_the_slow_path_where_the_device_has_one() {
     );
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
-        out.contains("slow-path tx queue none (the device has 1 tx queues)"),
+        out.contains("port b = net_pcap0") && out.contains("1 queue(s)"),
         "{out}"
     );
 }

@@ -35,16 +35,15 @@ use std::time::Duration;
 use crossbeam::queue::ArrayQueue;
 
 use crate::config::Config;
-use crate::dpdk::{self, free_bulk, Mbuf, Mempool, RingProducer, TxQueue};
+use crate::dpdk::{self, free_bulk, Mbuf, Mempool, RingProducer};
 use crate::flow::FlowKey;
 use crate::helper::ftp::ctl::Helper;
 use crate::helper::ftp::expect::{ExpectId, ExpectKind, Expectation, Expectations, Outcome};
 use crate::packet::PacketBuf;
 use crate::slowpath;
-use crate::stats::{Counter, DropReason, Layout, LocalBlock};
 use crate::time::Instant;
 use crate::wire::{ipproto, Ipv4Packet, MacAddr, TcpFlags, TcpPacket};
-use crate::worker::SlowMsg;
+use crate::worker::{SlowMsg, SlowReturn};
 
 use super::frame::{tcp_frame, Ends, TcpSpec, Template, L4};
 use super::harness::{Phase, Shared, SlowSnap};
@@ -539,15 +538,14 @@ impl FtpDriver {
 pub(crate) struct SlowRole {
     helper: Helper,
     inbox: Arc<ArrayQueue<SlowMsg<Mbuf>>>,
-    tx: Vec<TxQueue>,
-    out: Vec<Vec<Mbuf>>,
+    /// Its answers go back to the worker, which sends the frames (as under `rvs run`).
+    returns: Option<Arc<ArrayQueue<SlowReturn<Mbuf>>>>,
     burst: usize,
     hz: u64,
     t0: u64,
     next_poll: Instant,
     handled: u64,
     busy_cycles: u64,
-    extra: LocalBlock,
 }
 
 impl SlowRole {
@@ -555,25 +553,22 @@ impl SlowRole {
         cfg: &Config,
         expect: Arc<Expectations>,
         inbox: Arc<ArrayQueue<SlowMsg<Mbuf>>>,
-        tx: Vec<TxQueue>,
+        returns: Option<Arc<ArrayQueue<SlowReturn<Mbuf>>>>,
         burst: usize,
         hz: u64,
         t0: u64,
     ) -> SlowRole {
         let helper = Helper::new(cfg, expect);
-        let len = helper.counters().len();
         SlowRole {
             helper,
             inbox,
-            out: tx.iter().map(|_| Vec::with_capacity(burst)).collect(),
-            tx,
+            returns,
             burst,
             hz: hz.max(1),
             t0,
             next_poll: Instant::ZERO,
             handled: 0,
             busy_cycles: 0,
-            extra: LocalBlock::new(len),
         }
     }
 
@@ -584,25 +579,15 @@ impl SlowRole {
         );
         let mut work = 0u64;
         for _ in 0..self.burst {
+            let Some(returns) = self.returns.as_ref().filter(|r| !r.is_full()) else {
+                break;
+            };
             let Some(msg) = self.inbox.pop() else { break };
             work += 1;
-            if let Some((port, buf)) = slowpath::handle(&mut self.helper, msg, now, drop) {
-                match self.out.get_mut(usize::from(port)) {
-                    Some(v) => v.push(buf),
-                    None => drop(buf),
-                }
+            if let Some(ret) = slowpath::handle(&mut self.helper, msg, now, drop) {
+                // The only producer, and there was room.
+                let _ = returns.push(ret);
             }
-        }
-        for (q, pkts) in self.tx.iter_mut().zip(self.out.iter_mut()) {
-            if pkts.is_empty() {
-                continue;
-            }
-            let sent = q.tx_burst(pkts);
-            self.extra
-                .add(Layout::counter(Counter::SlowPathTx), sent as u64);
-            self.extra
-                .add(Layout::drop(DropReason::TxFull), pkts.len() as u64);
-            free_bulk(pkts);
         }
         if now >= self.next_poll {
             self.helper.poll(now);
@@ -620,10 +605,7 @@ impl SlowRole {
             Phase::Done => 1,
             _ => return,
         };
-        let mut counters = self.helper.counters().clone();
-        for i in 0..counters.len() {
-            counters.add(i, self.extra.get(i));
-        }
+        let counters = self.helper.counters().clone();
         let snap = SlowSnap {
             handled: self.handled,
             busy_cycles: self.busy_cycles,

@@ -30,7 +30,7 @@ use crate::packet::PacketBuf;
 use crate::stats::{Counter, DropReason, FtpCounter, Layout, LocalBlock};
 use crate::time::Instant;
 use crate::wire::{MacAddr, TcpFlags};
-use crate::worker::{Io, Pipeline, SlowMsg};
+use crate::worker::{Io, Pipeline, SlowMsg, SlowReturn};
 
 use super::frame::{latency, read_stamp, Ends, Template, L4};
 use super::ftp::{FtpDriver, FtpSinkHook, SlowRole};
@@ -397,6 +397,8 @@ struct BenchIo {
     discard: Vec<Mbuf>,
     burst: usize,
     slow: Option<Arc<ArrayQueue<SlowMsg<Mbuf>>>>,
+    /// The slow path's answers, in order (see `worker::order`).
+    slow_return: Option<Arc<ArrayQueue<SlowReturn<Mbuf>>>>,
     sent: u64,
     sent_bytes: u64,
     full: u64,
@@ -526,6 +528,10 @@ impl Worker {
                     }
                     got += n;
                     pipeline.process_burst(port as u16, &mut self.rx, now, io.as_mut());
+                }
+                while let Some(ret) = io.slow_return.as_ref().and_then(|q| q.pop()) {
+                    got += 1;
+                    pipeline.slow_path_returned(ret, now, io.as_mut());
                 }
                 pipeline.poll(now, io.as_mut());
                 io.flush(pipeline);
@@ -1018,7 +1024,7 @@ pub fn run(o: &Options) -> Result<Report, BenchError> {
     let lanes = usize::from(o.workers);
     let placement = o.placement();
     let ftp = o.scenario.ftp();
-    let tx_per_port = lanes + usize::from(o.scenario == Scenario::FtpCtl);
+    let tx_per_port = lanes;
     let slots = u64::from(o.ring_size)
         * (2 * lanes as u64 + 2 * tx_per_port as u64 * u64::from(SINK_RING_FACTOR));
     let pool_n = pool_size(o, slots);
@@ -1100,7 +1106,9 @@ pub fn run(o: &Options) -> Result<Report, BenchError> {
     // Per-lane queue handles: worker w owns RX queue w and TX queue w of both ports.
     let mut rxqs: Vec<Vec<RxQueue>> = (0..lanes).map(|_| Vec::new()).collect();
     let mut txqs: Vec<Vec<TxQueue>> = (0..lanes).map(|_| Vec::new()).collect();
-    let mut slow_txqs: Vec<TxQueue> = Vec::new();
+    let slow_return: Option<Arc<ArrayQueue<SlowReturn<Mbuf>>>> = slow_inbox
+        .as_ref()
+        .map(|_| Arc::new(ArrayQueue::new(cfg.ftp.ring_size)));
     for (rxq, txq) in queues {
         for (w, q) in rxq.into_iter().enumerate() {
             if let Some(v) = rxqs.get_mut(w) {
@@ -1108,9 +1116,8 @@ pub fn run(o: &Options) -> Result<Report, BenchError> {
             }
         }
         for (w, q) in txq.into_iter().enumerate() {
-            match txqs.get_mut(w) {
-                Some(v) => v.push(q),
-                None => slow_txqs.push(q),
+            if let Some(v) = txqs.get_mut(w) {
+                v.push(q);
             }
         }
     }
@@ -1155,6 +1162,7 @@ pub fn run(o: &Options) -> Result<Report, BenchError> {
                 discard: Vec::with_capacity(o.burst * 4),
                 burst: o.burst,
                 slow: slow_inbox.clone(),
+                slow_return: slow_return.clone(),
                 sent: 0,
                 sent_bytes: 0,
                 full: 0,
@@ -1296,7 +1304,7 @@ pub fn run(o: &Options) -> Result<Report, BenchError> {
                     &cfg,
                     Arc::clone(&expect),
                     Arc::clone(inbox),
-                    slow_txqs,
+                    slow_return.clone(),
                     o.burst,
                     hz,
                     t0,
@@ -1336,6 +1344,9 @@ pub fn run(o: &Options) -> Result<Report, BenchError> {
     let report = control.map(|c| build_report(o, &cfg, &shared, &c, hz));
     // Frames still waiting for the slow path go back to the pool before it goes.
     if let Some(q) = slow_inbox.take() {
+        while q.pop().is_some() {}
+    }
+    if let Some(q) = slow_return {
         while q.pop().is_some() {}
     }
     drop(ports);

@@ -1,10 +1,10 @@
 //! The slow path: the thread that owns FTP control connections.
 //!
 //! ```text
-//! worker w ──SlowMsg ring w (bounded, SPSC)──▶ slow path ──▶ own TX queue of the port
-//!                                               │            (or, on devices with no spare
-//!                                               │             TX queue, back to worker w's
-//!                                               │             return ring, sent as-is)
+//! worker w ──SlowMsg ring w (bounded, SPSC)──▶ slow path ──SlowReturn ring w──▶ worker w
+//!                                               │                              (sends it, then
+//!                                               │                               the frames held
+//!                                               │                               behind it)
 //!                                               └─▶ expectations (shared, lock-free) ─▶ workers
 //! ```
 //!
@@ -13,9 +13,11 @@
 //! built), plus notices that a control connection ended or that an active-mode local port is
 //! free. A connection's frames in both directions are handled by the one worker that owns it
 //! (`flow::rss`), that worker pushes them into its own FIFO ring in the order it forwarded them,
-//! the slow path pops each ring in order and sends on one queue per port; so the frames of one
-//! connection leave in the order they came, and a `Closed` notice arrives after the last frame.
-//! A full ring drops the frame and counts it (TCP resends it); a worker never waits.
+//! the slow path answers each ring in order on that worker's return ring, and the worker sends
+//! each frame when its answer comes, holding later frames of the same host pair until then
+//! (`worker::order`); so the frames of one client and server leave in the order the worker
+//! handled them, and a `Closed` notice arrives after the last frame. A full ring drops the
+//! frame and counts it (TCP resends it); a worker never waits.
 //!
 //! [`handle`] is the pure part (generic over the buffer, used by the tests); [`run`] is the
 //! thread.
@@ -26,33 +28,34 @@ use std::time::Duration;
 
 use crossbeam::queue::ArrayQueue;
 
-use crate::dpdk::{Mbuf, TxQueue};
+use crate::dpdk::Mbuf;
 use crate::helper::ftp::ctl::Helper;
 use crate::packet::PacketBuf;
-use crate::stats::{Counter, Layout, LocalBlock, SharedBlock};
+use crate::stats::SharedBlock;
 use crate::time::Instant;
-use crate::worker::SlowMsg;
+use crate::worker::{SlowMsg, SlowReturn};
 
-/// Handle one message. Returns the frame to send and its port, if any; a dropped frame is
-/// given to `discard` (and counted by the helper).
+/// Handle one message. A frame gets an answer for its worker (the frame to send, or
+/// [`SlowReturn::Dropped`]; a dropped frame is given to `discard` and counted by the helper);
+/// notices get none.
 pub fn handle<B: PacketBuf>(
     helper: &mut Helper,
     msg: SlowMsg<B>,
     now: Instant,
     mut discard: impl FnMut(B),
-) -> Option<(u16, B)> {
+) -> Option<SlowReturn<B>> {
     match msg {
         SlowMsg::Packet {
             port,
             mut buf,
             meta,
-        } => match helper.packet(&mut buf, &meta, now) {
-            Ok(()) => Some((port, buf)),
+        } => Some(match helper.packet(&mut buf, &meta, now) {
+            Ok(()) => SlowReturn::Send { port, buf },
             Err(_) => {
                 discard(buf);
-                None
+                SlowReturn::Dropped
             }
-        },
+        }),
         SlowMsg::Closed(key) => {
             helper.closed(key);
             None
@@ -64,22 +67,14 @@ pub fn handle<B: PacketBuf>(
     }
 }
 
-/// Where the slow path's frames leave.
-pub enum SlowTx {
-    /// Its own TX queue on every port (index = port).
-    Own(Vec<TxQueue>),
-    /// No spare TX queue: back to the worker that sent the frame, which sends it as it is.
-    ViaWorkers(Arc<Vec<ArrayQueue<(u16, Mbuf)>>>),
-}
-
 /// Everything the slow-path thread owns.
 pub struct SlowPath {
     /// The FTP state.
     pub helper: Helper,
     /// One inbox per worker.
     pub inboxes: Arc<Vec<ArrayQueue<SlowMsg<Mbuf>>>>,
-    /// Its way out.
-    pub tx: SlowTx,
+    /// One return ring per worker: its frames go back to it, in order.
+    pub returns: Arc<Vec<ArrayQueue<SlowReturn<Mbuf>>>>,
     /// Where its counters are published.
     pub shared: Arc<SharedBlock>,
     /// Set when rvs stops.
@@ -98,54 +93,27 @@ const NAP: Duration = Duration::from_micros(50);
 impl SlowPath {
     /// The thread's loop, until `stop`.
     pub fn run(mut self, clock: impl Fn() -> Instant) {
-        let mut out: Vec<Vec<Mbuf>> = Vec::new();
         let mut next_poll = Instant::ZERO;
         let mut next_publish = Instant::ZERO;
         let mut idle = 0u32;
-        let mut extra = LocalBlock::new(self.helper.counters().len());
         while !self.stop.load(Ordering::Relaxed) {
             let now = clock();
             let mut work = 0usize;
-            for (w, inbox) in self.inboxes.iter().enumerate() {
+            for (inbox, returns) in self.inboxes.iter().zip(self.returns.iter()) {
                 for _ in 0..self.burst {
+                    // Every frame gets an answer, so a message is taken only when its answer
+                    // has room: a worker that is slow to drain its returns slows its own
+                    // inbox (which then drops and counts), and no answer is ever lost (the
+                    // worker holds frames until it comes).
+                    if returns.is_full() {
+                        break;
+                    }
                     let Some(msg) = inbox.pop() else { break };
                     work += 1;
-                    let Some((port, buf)) = handle(&mut self.helper, msg, now, drop) else {
-                        continue;
-                    };
-                    match &self.tx {
-                        SlowTx::Own(_) => {
-                            let p = usize::from(port);
-                            if out.len() <= p {
-                                out.resize_with(p + 1, Vec::new);
-                            }
-                            if let Some(v) = out.get_mut(p) {
-                                v.push(buf);
-                            }
-                        }
-                        SlowTx::ViaWorkers(rings) => {
-                            let pushed = rings.get(w).map(|r| r.push((port, buf)));
-                            if !matches!(pushed, Some(Ok(()))) {
-                                extra.add(Layout::drop(crate::stats::DropReason::SlowPathFull), 1);
-                            }
-                        }
+                    if let Some(ret) = handle(&mut self.helper, msg, now, drop) {
+                        // The only producer, and there was room: this cannot fail.
+                        let _ = returns.push(ret);
                     }
-                }
-            }
-            if let SlowTx::Own(queues) = &mut self.tx {
-                for (q, pkts) in queues.iter_mut().zip(out.iter_mut()) {
-                    if pkts.is_empty() {
-                        continue;
-                    }
-                    let n = pkts.len();
-                    let sent = q.tx_burst(pkts);
-                    extra.add(Layout::counter(Counter::SlowPathTx), sent as u64);
-                    extra.add(Layout::counter(Counter::TxPackets), sent as u64);
-                    extra.add(
-                        Layout::drop(crate::stats::DropReason::TxFull),
-                        (n - sent) as u64,
-                    );
-                    pkts.clear();
                 }
             }
             if now >= next_poll {
@@ -153,7 +121,7 @@ impl SlowPath {
                 next_poll = now + POLL_EVERY;
             }
             if now >= next_publish {
-                self.publish(&extra);
+                self.publish();
                 next_publish = now + PUBLISH_EVERY;
             }
             if work == 0 {
@@ -166,15 +134,11 @@ impl SlowPath {
             }
         }
         self.helper.poll(clock());
-        self.publish(&extra);
-        // Frames still queued are freed with the inboxes.
+        self.publish();
+        // Frames still queued are freed with the rings.
     }
 
-    fn publish(&self, extra: &LocalBlock) {
-        let mut b = self.helper.counters().clone();
-        for i in 0..b.len() {
-            b.add(i, extra.get(i));
-        }
-        self.shared.publish(&b);
+    fn publish(&self) {
+        self.shared.publish(self.helper.counters());
     }
 }

@@ -8,6 +8,7 @@
 //! The pipeline is generic over [`PacketBuf`](crate::packet::PacketBuf) and talks to the outside
 //! world only through [`Io`], so the same code runs on DPDK mbufs and on `Vec<u8>` in tests.
 
+pub mod order;
 pub mod pipeline;
 
 use std::net::Ipv4Addr;
@@ -44,6 +45,23 @@ pub trait Io<B> {
     fn slow_path(&mut self, msg: SlowMsg<B>) -> Result<(), SlowMsg<B>> {
         Err(msg)
     }
+}
+
+/// The slow path's answer to each [`SlowMsg::Packet`], in the order the worker gave them, on
+/// that worker's return ring: the frame to send, or word that it was dropped (counted by the
+/// helper). The worker sends it and lets go the frames of its host pair that waited behind it
+/// (see [`order`]).
+#[derive(Debug)]
+pub enum SlowReturn<B> {
+    /// Send `buf` out of `port` as it is.
+    Send {
+        /// The port.
+        port: u16,
+        /// The frame.
+        buf: B,
+    },
+    /// The slow path dropped the frame.
+    Dropped,
 }
 
 /// What a worker tells the slow path, in order, over its own ring. Frames of one control

@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use hashbrown::{HashMap, HashSet};
 
-use super::{Io, SlowMsg};
+use super::order::{HostOrder, HostPair};
+use super::{Io, SlowMsg, SlowReturn};
 use crate::config::{Config, ForwardMethod, Timeouts};
 use crate::flow::conn::{FTP_CONTROL, FTP_DATA, FTP_NONE};
 use crate::flow::rss::Sharding;
@@ -141,6 +142,8 @@ pub struct Pipeline<B> {
     ftp_links: HashMap<FlowKey, (ConnId, FlowKey)>,
     /// News for the slow path that met a full ring; retried every poll.
     notices: Vec<Notice>,
+    /// Frames held behind control frames of their host pair that are at the slow path.
+    order: HostOrder<B>,
 }
 
 /// A message for the slow path that carries no frame.
@@ -253,6 +256,8 @@ impl<B: PacketBuf> Pipeline<B> {
             expect: None,
             ftp_links: HashMap::new(),
             notices: Vec::new(),
+            // Room for both rings' worth of control frames out and as many frames behind them.
+            order: HostOrder::new(4 * cfg.ftp.ring_size),
             lports: cfg
                 .services
                 .iter()
@@ -323,9 +328,22 @@ impl<B: PacketBuf> Pipeline<B> {
         self.bump(Counter::TxBytes, bytes);
     }
 
-    /// Count frames the slow path sent through this worker's queues.
-    pub fn count_slow_path_tx(&mut self, n: u64) {
-        self.bump(Counter::SlowPathTx, n);
+    /// The slow path's answer for the oldest control frame this worker gave it: send the
+    /// frame (if it was not dropped), then every frame that waited behind it and may go now.
+    pub fn slow_path_returned(&mut self, ret: SlowReturn<B>, now: Instant, io: &mut impl Io<B>) {
+        if let SlowReturn::Send { port, buf } = ret {
+            self.bump(Counter::SlowPathTx, 1);
+            io.send(port, buf);
+        }
+        self.order.returned();
+        while let Some((to, buf)) = self.order.next_free() {
+            self.route_out(to, buf, now, io);
+        }
+    }
+
+    /// Control frames at the slow path and frames waiting behind them (a gauge for tests).
+    pub fn held(&self) -> usize {
+        self.order.len()
     }
 
     /// Count frames dropped outside the pipeline (TX queue full, multi-segment mbufs).
@@ -1012,6 +1030,7 @@ impl<B: PacketBuf> Pipeline<B> {
             return self.drop_buf(io, buf, DropReason::NoService);
         };
         let (proto, service, dest, ftp) = (c.proto, c.service, c.dest, c.ftp);
+        let pair: HostPair = (c.client, c.server);
         // The control connection's identity for the slow path (its SYNs carry no data and
         // precede any rewrite: they take the normal path, neighbour resolution included).
         // Built only for control connections: every other packet skips it.
@@ -1108,7 +1127,12 @@ impl<B: PacketBuf> Pipeline<B> {
         self.counters.add(self.layout.server(d, lb_pkts), 1);
         self.counters.add(self.layout.server(d, lb_bytes), c_bytes);
         match ctl {
-            Some(meta) => self.route_to_slow_path(to, buf, CtlMeta { method, ..meta }, io),
+            Some(meta) => self.route_to_slow_path(pair, to, buf, CtlMeta { method, ..meta }, io),
+            // A control frame of this client and server is at the slow path: wait behind it.
+            None if self.order.must_wait(pair) => match self.order.hold(pair, to, buf) {
+                Ok(()) => self.bump(Counter::OrderHeld, 1),
+                Err(b) => self.drop_buf(io, b, DropReason::OrderHoldFull),
+            },
             None => self.route_out(to, buf, now, io),
         }
     }
@@ -1140,11 +1164,16 @@ impl<B: PacketBuf> Pipeline<B> {
     /// would bypass the slow path, so it is dropped (TCP resends it) while ARP resolves.
     fn route_to_slow_path(
         &mut self,
+        pair: HostPair,
         dst: Ipv4Addr,
         mut buf: B,
         meta: CtlMeta,
         io: &mut impl Io<B>,
     ) {
+        if self.order.is_full() {
+            // No room to remember it is out: its answer could not be ordered.
+            return self.drop_buf(io, buf, DropReason::OrderHoldFull);
+        }
         let Some((port, hop)) = self.routes.next_hop(dst) else {
             return self.drop_buf(io, buf, DropReason::NoRoute);
         };
@@ -1157,7 +1186,11 @@ impl<B: PacketBuf> Pipeline<B> {
         f.set_dst_addr(mac);
         f.set_src_addr(me.mac);
         match io.slow_path(SlowMsg::Packet { port, buf, meta }) {
-            Ok(()) => self.bump(Counter::SlowPathOut, 1),
+            Ok(()) => {
+                // Room was checked above.
+                self.order.sent_out(pair);
+                self.bump(Counter::SlowPathOut, 1)
+            }
             Err(SlowMsg::Packet { buf, .. }) => {
                 self.counters.add(
                     self.layout
