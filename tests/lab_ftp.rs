@@ -2,20 +2,16 @@
 //! front of two real vsftpd servers (scripts/lab.sh starts them), driven by real FTP clients
 //! (curl, lftp, Python's ftplib through scripts/lab/ftp_client.py) in every mode: passive EPSV,
 //! PASV (with and without honouring the 227's address), active PORT and EPRT, and a session
-//! that mixes all four over one control connection. For NAT, full NAT and DR, with two
-//! workers: 20 sessions of 40 files at once, every byte checked, each session's data
-//! connections on its control connection's server; then rvs's FTP counters must tell the same
-//! story (no refusals, no ring drops, one expectation per data connection, 227/PORT rewrites
-//! where the method needs them).
+//! that mixes all four over one control connection. For NAT, full NAT and DR, with one and
+//! two workers: 50 sessions of 40 files at once, all from ONE client address (and, with two
+//! workers, from eight), every byte checked, each session's data connections on its control
+//! connection's server; then rvs's FTP counters must tell the same story (no refusals, no ring
+//! drops, one expectation per data connection, 227/PORT rewrites where the method needs them).
 //!
-//! curl's active modes run with one worker. With two, frames of different connections between
-//! the same two hosts can leave rvs in another order than they came (one arrived on the other
-//! worker's queue and was handed over; the other went through the slow path), by up to a few
-//! hundred microseconds on this 2-vCPU machine. curl 7.88 in active mode fails a transfer
-//! ("weird server reply") when the server's 226 on the control connection reaches it before the
-//! server's ACK that completes the data connection, which happened to about one curl session in
-//! twenty. rvs drops nothing then; lftp and ftplib, in both modes, do not mind. The two-worker
-//! runs use lftp and ftplib for PORT and EPRT.
+//! curl's active modes run with two workers too: frames of one client and server leave rvs in
+//! the order the owning worker took them, even around the slow path (`worker::order`). curl
+//! 7.88 in active mode fails a transfer ("weird server reply") when the server's 226 reaches it
+//! before the ACK that completes the data connection, so it is the sharpest check of that.
 //!
 //! In DR the servers answer directly, so rvs sees only the client's side. Passive mode works
 //! through each server's own passive ports (passive_ports); in active mode the server connects to the client from the
@@ -44,15 +40,17 @@ use serde_json::Value;
 use lab::Lab;
 
 const VIP: &str = "203.0.113.100";
-const SESSIONS: u64 = 20;
+const SESSIONS: u64 = 50;
 const FILES: u64 = 40;
-/// The modes of the two-worker runs: curl in every passive mode, lftp passive and active
-/// (PORT), ftplib active (PORT and EPRT) and ftplib mixing PASV, EPSV, PORT and EPRT on one
-/// control connection.
-const TWO_WORKER_MODES: &str =
-    "curl-epsv,curl-pasv,curl-pasv-ip,lftp-pasv,lftp-port,ftplib-active,ftplib-mix";
-/// curl's active modes, run with one worker (see the module doc), with lftp's for company.
-const CURL_ACTIVE_MODES: &str = "curl-port,curl-eprt,lftp-port";
+/// Every client mode, passive and active: curl in EPSV, PASV (with and without honouring the
+/// 227's address), PORT and EPRT; lftp passive and active (PORT); ftplib active (PORT and
+/// EPRT) and ftplib mixing PASV, EPSV, PORT and EPRT on one control connection.
+const MODES: &str = "curl-epsv,curl-pasv,curl-pasv-ip,curl-port,curl-eprt,lftp-pasv,lftp-port,ftplib-active,ftplib-mix";
+/// One client address for every session (a corporate NAT, a batch job running curl in
+/// parallel), and eight of them.
+const ONE_SOURCE: &str = "203.0.113.10";
+const MANY_SOURCES: &str =
+    "203.0.113.10,203.0.113.11,203.0.113.12,203.0.113.13,203.0.113.14,203.0.113.15,203.0.113.16,203.0.113.17";
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -64,28 +62,48 @@ enum Method {
 }
 
 #[test]
-fn ftp_nat_two_workers() {
-    ftp_lab(Method::Nat, TWO_WORKER_MODES, 2);
+fn ftp_nat_two_workers_one_client() {
+    ftp_lab(Method::Nat, 2, ONE_SOURCE);
 }
 
 #[test]
-fn ftp_fnat_two_workers() {
-    ftp_lab(Method::Fnat, TWO_WORKER_MODES, 2);
+fn ftp_nat_two_workers_many_clients() {
+    ftp_lab(Method::Nat, 2, MANY_SOURCES);
 }
 
 #[test]
-fn ftp_dr_two_workers() {
-    ftp_lab(Method::Dr, TWO_WORKER_MODES, 2);
+fn ftp_nat_one_worker_one_client() {
+    ftp_lab(Method::Nat, 1, ONE_SOURCE);
 }
 
 #[test]
-fn ftp_nat_curl_active_one_worker() {
-    ftp_lab(Method::Nat, CURL_ACTIVE_MODES, 1);
+fn ftp_fnat_two_workers_one_client() {
+    ftp_lab(Method::Fnat, 2, ONE_SOURCE);
 }
 
 #[test]
-fn ftp_fnat_curl_active_one_worker() {
-    ftp_lab(Method::Fnat, CURL_ACTIVE_MODES, 1);
+fn ftp_fnat_two_workers_many_clients() {
+    ftp_lab(Method::Fnat, 2, MANY_SOURCES);
+}
+
+#[test]
+fn ftp_fnat_one_worker_one_client() {
+    ftp_lab(Method::Fnat, 1, ONE_SOURCE);
+}
+
+#[test]
+fn ftp_dr_two_workers_one_client() {
+    ftp_lab(Method::Dr, 2, ONE_SOURCE);
+}
+
+#[test]
+fn ftp_dr_two_workers_many_clients() {
+    ftp_lab(Method::Dr, 2, MANY_SOURCES);
+}
+
+#[test]
+fn ftp_dr_one_worker_one_client() {
+    ftp_lab(Method::Dr, 1, ONE_SOURCE);
 }
 
 /// Where rvs publishes a counter: `ftp_*` per service (under the service's `ftp` object, or
@@ -311,16 +329,18 @@ fn check_stats(m: Method, s: &Value, run: &FtpRun) {
     }
 }
 
-/// Brings up the lab for `m`, runs rvs with two workers and the driver (`modes`) through it,
+/// Brings up the lab for `m`, runs rvs with `workers` workers and the driver (every mode, the
+/// sessions spread over `sources`) through it,
 /// checks the driver's report and rvs's counters.
-fn ftp_lab(m: Method, modes: &str, workers: usize) {
+fn ftp_lab(m: Method, workers: usize, sources: &str) {
+    let modes = MODES;
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (prefix, mode, file, from) = match m {
         Method::Nat => ("rvsf", None, "lab-ftp.toml", "rvs-lab-ftp"),
         Method::Fnat => ("rvsg", None, "lab-ftp-fnat.toml", "rvs-lab-ftp-fnat"),
         Method::Dr => ("rvsh", Some("dr"), "lab-ftp-dr.toml", "rvs-lab-ftp-dr"),
     };
-    let tag = format!("ftp-{m:?}-{}-{workers}", modes.len()).to_lowercase();
+    let tag = format!("ftp-{m:?}-{workers}-{}", sources.len()).to_lowercase();
     let mut lab = Lab::up(prefix, mode, &tag);
     let status = lab.script("status");
     let status_text = String::from_utf8_lossy(&status.stdout).into_owned();
@@ -338,7 +358,7 @@ fn ftp_lab(m: Method, modes: &str, workers: usize) {
 
     let run_dir = lab.env_var("LAB_RUN_DIR").expect("LAB_RUN_DIR");
     let (sessions, files) = (SESSIONS.to_string(), FILES.to_string());
-    let mut args = vec![
+    let args = vec![
         "--vip",
         VIP,
         "--sessions",
@@ -347,16 +367,14 @@ fn ftp_lab(m: Method, modes: &str, workers: usize) {
         &files,
         "--modes",
         modes,
+        "--sources",
+        sources,
         "--run-dir",
         &run_dir,
         // A session takes seconds; a stuck one fails instead of holding the tier for long.
         "--timeout",
         "120",
     ];
-    if m == Method::Dr {
-        // A DR pin names the client's address only: sessions that share one take turns.
-        args.push("--one-per-source");
-    }
     let (res, ok) = lab.ftp_client(&args);
 
     // Let the slow path reap the last used expectations, then a clean stop; the driver's
@@ -370,7 +388,7 @@ fn ftp_lab(m: Method, modes: &str, workers: usize) {
     assert!(status.success(), "rvs exit status {status}: {}", lab.log());
     assert_eq!(fin["final"], true);
     eprintln!(
-        "lab_ftp {m:?}: {} sessions, {} data connections ({} passive), {:.1} s; services[0] = {}",
+        "lab_ftp {m:?}, {workers} worker(s), sources {sources}: {} sessions, {} data connections ({} passive), {:.1} s; services[0] = {}",
         SESSIONS,
         run.data_conns,
         run.passive,
