@@ -543,8 +543,10 @@ def plan(args, workdir, tag):
     sessions = []
     for i in range(args.sessions):
         source = args.sources[i % len(args.sources)]
-        # Decorrelate mode from source: a source sees several modes over the sessions.
-        mode = args.modes[(i + i // len(args.sources)) % len(args.modes)]
+        # Every mode within the first len(modes) sessions; after each sources x modes round
+        # the pairing shifts, so a source sees several modes over the sessions.
+        rnd = len(args.sources) * len(args.modes)
+        mode = args.modes[(i + i // rnd) % len(args.modes)]
         start = (i * 7) % len(catalogue)
         files = []
         for k in range(args.files):
