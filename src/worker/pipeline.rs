@@ -1030,7 +1030,6 @@ impl<B: PacketBuf> Pipeline<B> {
             return self.drop_buf(io, buf, DropReason::NoService);
         };
         let (proto, service, dest, ftp) = (c.proto, c.service, c.dest, c.ftp);
-        let pair: HostPair = (c.client, c.server);
         // The control connection's identity for the slow path (its SYNs carry no data and
         // precede any rewrite: they take the normal path, neighbour resolution included).
         // Built only for control connections: every other packet skips it.
@@ -1127,13 +1126,35 @@ impl<B: PacketBuf> Pipeline<B> {
         self.counters.add(self.layout.server(d, lb_pkts), 1);
         self.counters.add(self.layout.server(d, lb_bytes), c_bytes);
         match ctl {
-            Some(meta) => self.route_to_slow_path(pair, to, buf, CtlMeta { method, ..meta }, io),
-            // A control frame of this client and server is at the slow path: wait behind it.
-            None if self.order.must_wait(pair) => match self.order.hold(pair, to, buf) {
+            Some(meta) => {
+                let pair = (meta.key.client, meta.server);
+                self.route_to_slow_path(pair, to, buf, CtlMeta { method, ..meta }, io)
+            }
+            // Some control frame is at the slow path: this frame may have to wait behind it.
+            None if !self.order.is_empty() => self.route_in_order(id, to, buf, now, io),
+            None => self.route_out(to, buf, now, io),
+        }
+    }
+
+    /// [`Self::route_out`] for a frame of flow `id` while control frames are at the slow path:
+    /// a frame of their client and server waits behind them (`worker::order`). Out of line:
+    /// the common path pays one branch for it.
+    #[inline(never)]
+    fn route_in_order(
+        &mut self,
+        id: ConnId,
+        to: Ipv4Addr,
+        buf: B,
+        now: Instant,
+        io: &mut impl Io<B>,
+    ) {
+        let pair: Option<HostPair> = self.flows.get(id).map(|c| (c.client, c.server));
+        match pair {
+            Some(pair) if self.order.must_wait(pair) => match self.order.hold(pair, to, buf) {
                 Ok(()) => self.bump(Counter::OrderHeld, 1),
                 Err(b) => self.drop_buf(io, b, DropReason::OrderHoldFull),
             },
-            None => self.route_out(to, buf, now, io),
+            _ => self.route_out(to, buf, now, io),
         }
     }
 
