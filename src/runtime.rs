@@ -15,11 +15,12 @@
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam::queue::ArrayQueue;
+use crossbeam::utils::CachePadded;
 
 use crate::config::{Config, ServerChange};
 use crate::dpdk::{self, DpdkError, Eal, Mbuf, Mempool, Port, PortConfig, RxQueue, TxQueue};
@@ -87,7 +88,13 @@ struct NeighMsg {
 
 /// The queues between workers: one inbox of each kind per worker, any worker may push.
 struct Mailboxes {
-    handover: Vec<ArrayQueue<(u16, Mbuf)>>,
+    /// Frames handed to their owner: (port, frame, when it reached the sender's queue: after
+    /// the start of the sender's last poll that emptied it, before the start of this poll).
+    handover: Vec<ArrayQueue<(u16, Mbuf, (Instant, Instant))>>,
+    /// Per worker: the start (ns) of its last poll that emptied its queues, stored after it
+    /// handed over what that poll took. Owners wait for the others' before sending a control
+    /// frame back from the slow path (`worker::order`).
+    watermarks: Vec<CachePadded<AtomicU64>>,
     neigh: Vec<ArrayQueue<NeighMsg>>,
     control: Vec<ArrayQueue<Arc<Vec<ServerChange>>>>,
     /// Worker → slow path (FTP control frames and notices), one ring per worker.
@@ -96,12 +103,29 @@ struct Mailboxes {
     slow_return: Arc<Vec<ArrayQueue<SlowReturn<Mbuf>>>>,
 }
 impl Mailboxes {
+    /// The earliest watermark of the workers other than `me` ([`Instant::MAX`] when there
+    /// are none): every frame they took before it has been handed over.
+    fn passed_by_others(&self, me: u16) -> Instant {
+        let ns = self
+            .watermarks
+            .iter()
+            .enumerate()
+            .filter(|(w, _)| *w != usize::from(me))
+            .map(|(_, a)| a.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(u64::MAX);
+        Instant::from_nanos(ns)
+    }
+
     fn new(workers: usize, slow_ring: usize) -> Mailboxes {
         Mailboxes {
             slow: Arc::new((0..workers).map(|_| ArrayQueue::new(slow_ring)).collect()),
             slow_return: Arc::new((0..workers).map(|_| ArrayQueue::new(slow_ring)).collect()),
             handover: (0..workers)
                 .map(|_| ArrayQueue::new(HANDOVER_QUEUE))
+                .collect(),
+            watermarks: (0..workers)
+                .map(|_| CachePadded::new(AtomicU64::new(0)))
                 .collect(),
             neigh: (0..workers).map(|_| ArrayQueue::new(NEIGH_QUEUE)).collect(),
             control: (0..workers)
@@ -529,7 +553,9 @@ impl WorkerCtx {
             tally: TxTally::default(),
             discard: Vec::with_capacity(burst * 2),
             burst,
+            window: (Instant::ZERO, Instant::ZERO),
         };
+        let mut last_drained = Instant::ZERO;
         let mut rx: Vec<Mbuf> = Vec::with_capacity(burst);
         if id == 0 {
             pipeline.start(&mut io);
@@ -541,16 +567,31 @@ impl WorkerCtx {
         let neigh_inbox = mail.neigh.get(usize::from(id));
         let control_inbox = mail.control.get(usize::from(id));
         let slow_return = mail.slow_return.get(usize::from(id));
+        let watermark = mail.watermarks.get(usize::from(id));
         while !stop.load(Ordering::Relaxed) {
             let now = clock();
+            // What this poll takes reached the queues after the last poll that emptied them
+            // began: the owner orders handed-over frames by that (`worker::order`).
+            io.window = (last_drained, now);
+            pipeline.set_poll_window(last_drained);
             let mut work = 0usize;
+            let mut drained = true;
             for (port, q) in rxqs.iter_mut().enumerate() {
                 let got = q.rx_burst(&mut rx, burst);
                 work += got;
+                drained &= got < burst;
                 if got == 0 {
                     continue;
                 }
                 pipeline.process_burst(port as u16, &mut rx, now, &mut io);
+            }
+            if drained {
+                // Everything that reached this worker's queues before `now` is handled or
+                // handed over (the pushes above happen before this store).
+                last_drained = now;
+                if let Some(w) = watermark {
+                    w.store(now.as_nanos(), Ordering::Release);
+                }
             }
             if let Some(q) = control_inbox {
                 while let Some(changes) = q.pop() {
@@ -562,18 +603,30 @@ impl WorkerCtx {
                     pipeline.learn_neighbour(msg.port, msg.ip, msg.mac, now, &mut io);
                 }
             }
+            // The others' watermarks first, then every frame they handed over so far: a
+            // control frame they have passed cannot be overtaken by one they took before it.
+            let passed = if pipeline.held() == 0 {
+                Instant::ZERO
+            } else {
+                mail.passed_by_others(id)
+            };
             if let Some(q) = inbox {
-                for _ in 0..burst {
-                    let Some((port, m)) = q.pop() else { break };
+                for _ in 0..HANDOVER_QUEUE {
+                    let Some((port, m, window)) = q.pop() else {
+                        break;
+                    };
                     work += 1;
-                    pipeline.process_handed_over(port, m, now, &mut io);
+                    pipeline.process_handed_over(port, m, window, now, &mut io);
                 }
             }
             if let Some(q) = slow_return {
                 while let Some(ret) = q.pop() {
                     work += 1;
-                    pipeline.slow_path_returned(ret, now, &mut io);
+                    pipeline.slow_path_returned(ret);
                 }
+            }
+            if pipeline.held() > 0 {
+                pipeline.release_ordered(passed, now, &mut io);
             }
             pipeline.poll(now, &mut io);
             io.flush(&mut pipeline);
@@ -636,6 +689,9 @@ struct MbufIo<'a> {
     tally: TxTally,
     discard: Vec<Mbuf>,
     burst: usize,
+    /// When what this poll took reached its queues: after the last emptying poll's start,
+    /// before this poll's.
+    window: (Instant, Instant),
 }
 
 impl MbufIo<'_> {
@@ -680,7 +736,7 @@ impl Io<Mbuf> for MbufIo<'_> {
     fn handover(&mut self, to: u16, port: u16, buf: Mbuf) -> Result<(), Mbuf> {
         match self.mail.handover.get(usize::from(to)) {
             // A full queue gives the frame back: the caller drops and counts it, never waits.
-            Some(q) => q.push((port, buf)).map_err(|(_, b)| b),
+            Some(q) => q.push((port, buf, self.window)).map_err(|(_, b, _)| b),
             None => Err(buf),
         }
     }

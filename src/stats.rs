@@ -149,6 +149,9 @@ named_enum! {
         /// Frames that waited behind an FTP control frame of their host pair while it was at
         /// the slow path, so that the pair's frames leave in order.
         OrderHeld => "order_held",
+        /// Answers from the slow path with no control frame waiting for them (a bug if ever
+        /// seen; nothing is sent out of order for it).
+        SlowPathUnexpected => "slowpath_unexpected",
         /// FTP data connections made from expectations.
         FtpDataFlows => "ftp_data_flows",
     }

@@ -14,6 +14,8 @@ pub struct Instant(u64);
 impl Instant {
     /// The epoch.
     pub const ZERO: Instant = Instant(0);
+    /// Later than any time rvs will see (a watermark with no other worker to wait for).
+    pub const MAX: Instant = Instant(u64::MAX);
 
     /// From nanoseconds since the epoch.
     pub const fn from_nanos(ns: u64) -> Self {

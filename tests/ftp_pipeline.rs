@@ -165,8 +165,10 @@ impl Rig {
         self.p.poll(self.now, &mut self.io);
         for msg in std::mem::take(&mut self.io.slow) {
             if let Some(ret) = slowpath::handle(&mut self.helper, msg, self.now, drop) {
-                self.p.slow_path_returned(ret, self.now, &mut self.io);
+                self.p.slow_path_returned(ret);
             }
+            // One worker: nobody else to wait for.
+            self.p.release_ordered(Instant::MAX, self.now, &mut self.io);
         }
         if self.poll_helper {
             self.helper.poll(self.now);
@@ -1383,12 +1385,15 @@ impl Io<Vec<u8>> for HandIo {
     }
 }
 
-/// Two workers, NAT active mode, the case curl fails on when frames overtake each other:
-/// the server's control replies (150, 226) go through the slow path while its data-connection
-/// frames arrive on the other worker's queue and are handed to the owner. Whatever the
-/// interleaving, the client must get the server's frames in the order rvs took them in: the
-/// data frames wait behind the control frame that is out, and a later control frame waits
-/// behind them. A frame of another host pair is not held.
+/// Two workers, NAT active mode, the case curl fails on when frames overtake each other: the
+/// server's control replies (150, 226) go through the slow path on the owner while its
+/// data-connection frames reach the other worker's queue and are handed to the owner. Each
+/// frame carries the window in which it reached its queue. A data frame that surely came
+/// after the 150 waits behind it; one that may have come before the 226 (its window overlaps
+/// the 226's), handed over after the 226 went to the slow path, goes before it; and the
+/// answered 226 waits until the other worker has passed the end of its window (its
+/// watermark), so nothing that came earlier on the other queue can still be on its way. A
+/// frame of another host pair is not held.
 #[test]
 fn two_workers_keep_a_host_pairs_frames_in_order_around_the_slow_path() {
     let text = format!("{CONFIG}\n[workers]\ncount = 2\n");
@@ -1408,7 +1413,7 @@ fn two_workers_keep_a_host_pairs_frames_in_order_around_the_slow_path() {
     };
     let mut c = connect(&mut r, VIP_NAT);
     let cport = 51_000;
-    // PORT, then the server's data connection: SYN, the client's SYN-ACK, the server's ACK.
+    // PORT, then the server's data connection: its SYN and the client's SYN-ACK.
     let line = format!("PORT 203,0,113,10,{},{}\r\n", cport >> 8, cport & 255);
     command(&mut r, &mut c, line.as_bytes());
     let srv = c.server.octets();
@@ -1441,23 +1446,26 @@ fn two_workers_keep_a_host_pairs_frames_in_order_around_the_slow_path() {
         ),
     );
     assert!(r.io.slow.is_empty() && r.p.held() == 0);
+    let ms = |k: u64| Instant::from_millis(2000 + k);
 
-    // The owner takes the server's "150" and gives it to the slow path, which is slow today.
-    let now = r.now;
+    // The owner's poll at t=1 (its previous one, which emptied its queues, began at t=0)
+    // takes the server's "150" and gives it to the slow path.
     let l150 = b"150 Here comes the data\r\n";
+    r.p.set_poll_window(ms(0));
     r.p.process(
         1,
         server_seg(&c, c.s_next, c.c_next, "AP", l150, &[]),
-        now,
+        ms(1),
         &mut r.io,
     );
     c.s_next += l150.len() as u32;
     assert_eq!(r.io.slow.len(), 1, "the 150 is at the slow path");
-    assert!(r.io.sent.is_empty());
-    // The data connection's ACK and data land on the other worker's queue: handed over.
+    // The other worker's poll at t=3 (after one at t=2 that emptied its queues) takes the data
+    // connection's ACK and data: handed over, and they wait behind the 150 (which surely came
+    // before them).
     let mut hio = HandIo::default();
-    other.process(1, data("A", 10, b""), now, &mut hio);
-    other.process(1, data("AP", 10, b"file bytes"), now, &mut hio);
+    other.process(1, data("A", 10, b""), ms(2), &mut hio);
+    other.process(1, data("AP", 10, b"file bytes"), ms(2), &mut hio);
     assert_eq!(
         hio.handed.len(),
         2,
@@ -1465,38 +1473,51 @@ fn two_workers_keep_a_host_pairs_frames_in_order_around_the_slow_path() {
     );
     assert!(hio.handed.iter().all(|h| h.0 == owner) && hio.sent.is_empty());
     for (_, port, frame) in hio.handed.drain(..) {
-        r.p.process_handed_over(port, frame, now, &mut r.io);
+        r.p.process_handed_over(port, frame, (ms(2), ms(3)), ms(3), &mut r.io);
     }
     assert!(r.io.sent.is_empty(), "they wait behind the 150");
     assert_eq!(r.counter(Counter::OrderHeld), 2);
-    // The server's "226" comes while all that waits: it goes to the slow path too.
+    // The owner's poll at t=4 (after one at t=3) takes the server's "226": to the slow path.
     let l226 = b"226 Transfer complete\r\n";
+    r.p.set_poll_window(ms(3));
     r.p.process(
         1,
         server_seg(&c, c.s_next, c.c_next, "AP", l226, &[]),
-        now,
+        ms(4),
         &mut r.io,
     );
     assert_eq!(r.io.slow.len(), 2);
+    // The other worker, late (preempted, say), takes the data connection's FIN in a poll at
+    // t=5 after one at t=3: it may have come before the 226, so it goes before it.
+    other.process(1, data("AF", 20, b""), ms(5), &mut hio);
+    let (_, port, fin) = hio.handed.pop().unwrap();
+    r.p.process_handed_over(port, fin, (ms(3), ms(5)), ms(5), &mut r.io);
     assert_eq!(
         r.p.held(),
-        4,
-        "two control frames out, two frames behind the first"
+        5,
+        "two control frames out, three frames waiting"
     );
 
-    // The slow path answers the 150: it leaves, then the two data frames, not the 226.
-    let mut msgs = std::mem::take(&mut r.io.slow).into_iter();
-    let ret = slowpath::handle(&mut r.helper, msgs.next().unwrap(), now, drop).unwrap();
-    r.p.slow_path_returned(ret, now, &mut r.io);
+    // The slow path answers both.
+    for msg in std::mem::take(&mut r.io.slow) {
+        let ret = slowpath::handle(&mut r.helper, msg, ms(4), drop).unwrap();
+        r.p.slow_path_returned(ret);
+    }
+    assert!(r.io.sent.is_empty(), "answers alone send nothing");
+    // The other worker has passed t=3 only: the 150 and what followed it leave, the 226 not.
+    r.p.release_ordered(ms(3), ms(5), &mut r.io);
     let out: Vec<Seg> = r.io.sent.drain(..).map(|(_, f)| seg(&f)).collect();
-    assert_eq!(out.len(), 3, "{out:?}");
+    assert_eq!(out.len(), 4, "{out:?}");
     assert_eq!(out[0].payload, l150);
     assert_eq!((out[1].sport, out[1].payload.len()), (20, 0), "the ACK");
     assert_eq!(out[2].payload, b"file bytes");
+    assert!(
+        out[3].fin && out[3].sport == 20,
+        "the FIN, which may have come before the 226"
+    );
     assert!(out.iter().all(|s| s.dst == Ipv4Addr::from(CLIENT)));
-    assert_eq!(r.p.held(), 1, "the 226 is still out");
-    let ret = slowpath::handle(&mut r.helper, msgs.next().unwrap(), now, drop).unwrap();
-    r.p.slow_path_returned(ret, now, &mut r.io);
+    assert_eq!(r.p.held(), 1, "the 226 waits for the other worker");
+    r.p.release_ordered(ms(4), ms(5), &mut r.io);
     let out: Vec<Seg> = r.io.sent.drain(..).map(|(_, f)| seg(&f)).collect();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].payload, l226);
@@ -1517,7 +1538,7 @@ fn two_workers_keep_a_host_pairs_frames_in_order_around_the_slow_path() {
             b"221 Bye\r\n",
             &[],
         ),
-        now,
+        ms(6),
         &mut r.io,
     );
     assert_eq!(r.p.held(), 1);
@@ -1532,7 +1553,7 @@ fn two_workers_keep_a_host_pairs_frames_in_order_around_the_slow_path() {
         b"",
         &[],
     );
-    r.p.process_handed_over(0, stranger, now, &mut r.io);
+    r.p.process_handed_over(0, stranger, (ms(6), ms(6)), ms(6), &mut r.io);
     assert_eq!(r.io.sent.len(), 1, "another host pair is not held");
     assert_eq!(r.p.held(), 1);
 }

@@ -1260,7 +1260,7 @@ fn full_nat_rewrites_both_ends_and_replies_find_their_owner() {
         other.process(1, reply.clone(), t, &mut io);
         let (to, port, handed) = io.handed.pop().expect("the other worker hands it over");
         assert_eq!((to, port), (owner, 1));
-        p.process_handed_over(port, handed, t, &mut io);
+        p.process_handed_over(port, handed, (t, t), t, &mut io);
         let (port, f) = io.sent.pop().expect("un-NATed to the client");
         assert_eq!(port, 0);
         let ((src, dst, sp, dp, _), _) = decode(&f);
@@ -1422,7 +1422,7 @@ fn persistence_holds_across_workers() {
                 (usize::from(to), w),
                 (usize::from(owner), 1 - usize::from(owner))
             );
-            workers[usize::from(to)].process_handed_over(port, f, t, &mut io);
+            workers[usize::from(to)].process_handed_over(port, f, (t, t), t, &mut io);
         }
         let (_, f) = io.sent.pop().expect("forwarded by the owner");
         let ((_, dst, _, _, _), _) = decode(&f);

@@ -1,23 +1,42 @@
 //! Output order per host pair while FTP control frames are out at the slow path.
 //!
 //! A control frame leaves the worker for the slow path (parse, rewrite) and comes back to the
-//! same worker, which sends it. Meanwhile the worker goes on forwarding, so without care a data
-//! frame, or a later control frame, between the same client and server would leave before it
-//! (curl in active mode fails a transfer when the server's 226 overtakes the ACK that completes
-//! the data connection). [`HostOrder`] keeps one FIFO of what is waiting:
+//! same worker, which sends it. Meanwhile the worker goes on forwarding, and frames of the same
+//! client and server also reach it from other workers' queues (handed over), so without care a
+//! data frame could leave before a control frame taken in earlier, or a control frame before a
+//! data frame taken in earlier (curl in active mode fails a transfer when the server's 226
+//! overtakes the ACK that completes the data connection). A worker knows when a frame reached
+//! its queue only within a window: after the start of its last poll that emptied its queues,
+//! before the start of the poll that took it (a handed-over frame carries its sender's
+//! window). Windows of frames on different queues can overlap; then which came first is not
+//! known, and rvs chooses the side FTP needs: a control frame counts as late as it may have
+//! come (its window's end) and any other frame as early (its window's start). So a reply such
+//! as a 226 never overtakes a data-connection frame that may have come before it, while that
+//! frame's worker was not polling; the other error (a data frame before a 150 that came just
+//! before it) harms no FTP client, which reads each connection on its own. Below, an entry's
+//! *time* is that choice. [`HostOrder`] keeps one list of what waits, with these rules:
+//! - every control frame given to the slow path leaves an `Out` mark for its host pair, with
+//!   its time;
+//! - marks and later frames of a pair with entries in the list are placed among that pair's
+//!   entries by time: after those with an earlier or equal time, before the others (a
+//!   handed-over control frame can be older than what this worker took since). A frame that
+//!   belongs before every entry of its pair goes at once;
+//! - the slow path answers every control frame it was given, in the order it was given (the
+//!   frame to send, or word that it dropped it); an answer fills the mark of that frame
+//!   (marks carry the order they were sent in);
+//! - the head of the list leaves when it is a frame, or an answered mark whose time every
+//!   other worker has passed (its *watermark*: the start of its last poll that emptied its
+//!   queues, published after it handed over what that poll took). So a control frame leaves
+//!   only after every frame that reached another worker's queue before it has reached this
+//!   worker, and been sent or placed before it.
 //!
-//! - every control frame given to the slow path leaves an `Out` mark for its host pair;
-//! - while a host pair has anything in the FIFO, each later frame of that pair (control frames
-//!   aside, which go out and leave their own mark) waits in the FIFO behind it;
-//! - the slow path answers every control frame it was given, in the order it was given (a frame
-//!   to send, or word that it dropped the frame), so the mark at the head is always the one
-//!   that resolves next; after it, the frames up to the next mark are free to go, in order.
-//!
-//! Invariant: a host pair's frames leave in the order the worker handled them. Frames of a pair
-//! with nothing out never enter the FIFO (one branch when it is empty, one hash lookup when
-//! not), so other traffic pays nothing. Frames of unrelated pairs may wait behind a mark of
-//! another pair that was handed over earlier: at most the slow path's latency, never a
-//! reordering. The FIFO is bounded: a frame that finds it full is dropped and counted (TCP
+//! Invariant: a host pair's frames leave in the order of their times (control frames
+//! included), with ties in the order this worker handled them; so a frame that may have
+//! reached any queue before a control frame reached its own leaves before it. Frames of a pair with nothing in
+//! the list never enter it (one branch when the list is empty, one hash lookup when not), so
+//! other traffic pays nothing. Frames of unrelated pairs may wait behind a mark of another pair
+//! placed earlier: at most the slow path's latency and one poll of the slowest worker, never a
+//! reordering. The list is bounded: a frame that finds it full is dropped and counted (TCP
 //! resends), never sent out of order.
 
 use std::collections::VecDeque;
@@ -25,16 +44,26 @@ use std::net::Ipv4Addr;
 
 use hashbrown::HashMap;
 
+use crate::time::Instant;
+
 /// The two ends of a connection as rvs sees them: its client and its real server.
 pub type HostPair = (Ipv4Addr, Ipv4Addr);
 
 #[derive(Debug)]
 enum Entry<B> {
-    /// A control frame of this pair is at the slow path.
-    Out(HostPair),
+    /// A control frame of this pair, at time `time`, is at the slow path (`answer` None) or
+    /// back: `Some(Some((port, frame)))` to send, `Some(None)` dropped.
+    Out {
+        pair: HostPair,
+        time: Instant,
+        /// Its place in the order the slow path answers (the order it was given frames).
+        seq: u64,
+        answer: Option<Option<(u16, B)>>,
+    },
     /// A frame of this pair, routed towards `to` once it may go.
     Held {
         pair: HostPair,
+        time: Instant,
         to: Ipv4Addr,
         buf: B,
     },
@@ -43,118 +72,201 @@ enum Entry<B> {
 impl<B> Entry<B> {
     fn pair(&self) -> HostPair {
         match self {
-            Entry::Out(p) | Entry::Held { pair: p, .. } => *p,
+            Entry::Out { pair, .. } | Entry::Held { pair, .. } => *pair,
+        }
+    }
+
+    fn time(&self) -> Instant {
+        match self {
+            Entry::Out { time, .. } | Entry::Held { time, .. } => *time,
         }
     }
 }
 
-/// One worker's hold queue. Pure: no time, no I/O.
+/// What leaves the list, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Release<B> {
+    /// A control frame the slow path sent back: out of `port` as it is.
+    Send(u16, B),
+    /// A frame that waited: route it towards the address.
+    Route(Ipv4Addr, B),
+    /// A control frame the slow path dropped: nothing to send.
+    Dropped,
+}
+
+/// What became of a frame offered to [`HostOrder::place`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Placed<B> {
+    /// Nothing of its pair comes before it: send it now.
+    Go(B),
+    /// It waits in the list.
+    Held,
+    /// The list is full: drop it.
+    Full(B),
+}
+
+/// One worker's hold list. Pure: time comes in as arguments, no I/O.
 #[derive(Debug)]
 pub struct HostOrder<B> {
-    fifo: VecDeque<Entry<B>>,
-    /// Entries of each pair in `fifo`.
+    list: VecDeque<Entry<B>>,
+    /// Entries of each pair in `list`.
     waiting: HashMap<HostPair, u32>,
+    /// Sequence number of the next mark, and of the next answer.
+    next_seq: u64,
+    next_answer: u64,
     capacity: usize,
 }
 
 impl<B> HostOrder<B> {
-    /// A queue that holds at most `capacity` entries (marks and frames).
+    /// A list that holds at most `capacity` entries (marks and frames).
     pub fn new(capacity: usize) -> HostOrder<B> {
         HostOrder {
-            fifo: VecDeque::new(),
+            list: VecDeque::new(),
             waiting: HashMap::new(),
+            next_seq: 0,
+            next_answer: 0,
             capacity: capacity.max(1),
         }
     }
 
-    /// Control frames at the slow path plus frames waiting behind them.
+    /// Control frames out or waiting to leave, plus frames waiting behind them.
     #[inline]
     pub fn len(&self) -> usize {
-        self.fifo.len()
+        self.list.len()
     }
 
     /// Nothing out, nothing waiting: every frame may go at once.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.fifo.is_empty()
+        self.list.is_empty()
     }
 
     /// No room for another entry.
     #[inline]
     pub fn is_full(&self) -> bool {
-        self.fifo.len() >= self.capacity
+        self.list.len() >= self.capacity
     }
 
-    /// True when a frame of `pair` must wait (something of the pair is ahead of it).
-    #[inline]
-    pub fn must_wait(&self, pair: HostPair) -> bool {
-        !self.fifo.is_empty() && self.waiting.contains_key(&pair)
-    }
-
-    /// Room for one more entry; counts it for its pair.
-    fn admit(&mut self, pair: HostPair) -> bool {
-        if self.fifo.len() >= self.capacity {
-            return false;
-        }
+    fn count(&mut self, pair: HostPair) {
         *self.waiting.entry(pair).or_insert(0) += 1;
-        true
     }
 
-    fn pop(&mut self) -> Option<Entry<B>> {
-        let e = self.fifo.pop_front()?;
-        let pair = e.pair();
+    fn uncount(&mut self, pair: HostPair) {
         if let Some(n) = self.waiting.get_mut(&pair) {
             *n -= 1;
             if *n == 0 {
                 self.waiting.remove(&pair);
             }
         }
-        Some(e)
     }
 
-    /// A control frame of `pair` went to the slow path. False when the queue is full: the
-    /// caller must not hand the frame over (it drops it instead).
-    pub fn sent_out(&mut self, pair: HostPair) -> bool {
-        if !self.admit(pair) {
+    /// Where an entry of `pair` at time `time` belongs: after the last entry of its pair
+    /// with a time at or before its (`Ok`), or, when there is none, before the first entry of its
+    /// pair (`Err`, `None` when the pair has no entry). The pair's entries stay sorted by
+    /// time, ties in arrival order; the list as a whole need not be (a handed-over frame
+    /// can be older than what this worker took since).
+    fn slot(&self, pair: HostPair, time: Instant) -> Result<usize, Option<usize>> {
+        if !self.waiting.contains_key(&pair) {
+            return Err(None);
+        }
+        match self
+            .list
+            .iter()
+            .rposition(|e| e.pair() == pair && e.time() <= time)
+        {
+            Some(i) => Ok(i + 1),
+            None => Err(self.list.iter().position(|e| e.pair() == pair)),
+        }
+    }
+
+    /// A control frame of `pair`, at time `time`, went to the slow path. False when the list
+    /// is full: the caller must not hand the frame over (it drops it instead).
+    pub fn sent_out(&mut self, pair: HostPair, time: Instant) -> bool {
+        if self.is_full() {
             return false;
         }
-        self.fifo.push_back(Entry::Out(pair));
+        let at = match self.slot(pair, time) {
+            Ok(i) | Err(Some(i)) => i,
+            Err(None) => self.list.len(),
+        };
+        self.count(pair);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.list.insert(
+            at,
+            Entry::Out {
+                pair,
+                time,
+                seq,
+                answer: None,
+            },
+        );
         true
     }
 
-    /// Keep `buf` (of `pair`, bound for `to`) until what is ahead of it is done. `Err` gives
-    /// it back when the queue is full.
-    pub fn hold(&mut self, pair: HostPair, to: Ipv4Addr, buf: B) -> Result<(), B> {
-        if !self.admit(pair) {
-            return Err(buf);
+    /// Offer a frame of `pair` at time `time`, bound for `to`: it goes now when nothing of
+    /// its pair has a time at or before its, else it waits after the last such entry.
+    pub fn place(&mut self, pair: HostPair, time: Instant, to: Ipv4Addr, buf: B) -> Placed<B> {
+        if self.list.is_empty() {
+            return Placed::Go(buf);
         }
-        self.fifo.push_back(Entry::Held { pair, to, buf });
-        Ok(())
+        let Ok(at) = self.slot(pair, time) else {
+            return Placed::Go(buf);
+        };
+        if self.is_full() {
+            return Placed::Full(buf);
+        }
+        self.count(pair);
+        self.list.insert(
+            at,
+            Entry::Held {
+                pair,
+                time,
+                to,
+                buf,
+            },
+        );
+        Placed::Held
     }
 
-    /// The slow path answered for the oldest control frame: its mark goes. False when the head
-    /// is not a mark (the slow path answered for a frame it was not given: a bug, counted by
-    /// the caller, and nothing is released early).
-    pub fn returned(&mut self) -> bool {
-        match self.fifo.front() {
-            Some(Entry::Out(_)) => {
-                self.pop();
+    /// The slow path's answer for the oldest unanswered control frame: the frame to send
+    /// (`Some((port, frame))`) or `None` when it dropped it. False when no mark waited for an
+    /// answer (a protocol error the caller counts; the answer is given back by dropping it).
+    pub fn answered(&mut self, frame: Option<(u16, B)>) -> bool {
+        let want = self.next_answer;
+        let mark = self
+            .list
+            .iter_mut()
+            .find(|e| matches!(e, Entry::Out { seq, .. } if *seq == want));
+        match mark {
+            Some(Entry::Out { answer, .. }) => {
+                *answer = Some(frame);
+                self.next_answer += 1;
                 true
             }
             _ => false,
         }
     }
 
-    /// The next frame now free to go (bound for the address given), in order; `None` when the
-    /// head is a mark or the queue is empty.
-    pub fn next_free(&mut self) -> Option<(Ipv4Addr, B)> {
-        match self.fifo.front() {
-            Some(Entry::Held { .. }) => match self.pop() {
-                Some(Entry::Held { to, buf, .. }) => Some((to, buf)),
-                _ => None,
-            },
-            _ => None,
+    /// The next entry free to leave, in order: a waiting frame at the head, or an answered
+    /// control frame at the head that every other worker's `watermark` has passed.
+    pub fn next_free(&mut self, watermark: Instant) -> Option<Release<B>> {
+        let ready = match self.list.front()? {
+            Entry::Held { .. } => true,
+            Entry::Out { answer, time, .. } => answer.is_some() && *time <= watermark,
+        };
+        if !ready {
+            return None;
         }
+        let e = self.list.pop_front()?;
+        self.uncount(e.pair());
+        Some(match e {
+            Entry::Held { to, buf, .. } => Release::Route(to, buf),
+            Entry::Out { answer, .. } => match answer.flatten() {
+                Some((port, buf)) => Release::Send(port, buf),
+                None => Release::Dropped,
+            },
+        })
     }
 }
 
@@ -166,47 +278,116 @@ mod tests {
         Ipv4Addr::new(203, 0, 113, last)
     }
 
+    fn t(us: u64) -> Instant {
+        Instant::from_nanos(us * 1000)
+    }
+
+    const ALL: Instant = Instant::MAX;
+
     #[test]
     fn frames_wait_behind_their_pairs_control_frame_only() {
         let (a, b) = ((ip(2), ip(11)), (ip(3), ip(12)));
         let mut q: HostOrder<&str> = HostOrder::new(16);
-        assert!(q.is_empty() && !q.must_wait(a));
-        assert!(q.sent_out(a));
-        assert!(
-            q.must_wait(a) && !q.must_wait(b),
-            "another pair goes at once"
-        );
-        q.hold(a, ip(2), "data-1").unwrap();
-        assert!(q.sent_out(a));
-        q.hold(a, ip(2), "data-2").unwrap();
-        assert_eq!(q.next_free(), None, "the head is a mark");
-        assert!(q.returned());
-        assert_eq!(q.next_free(), Some((ip(2), "data-1")));
+        assert!(q.is_empty());
+        assert_eq!(q.place(a, t(1), ip(2), "x"), Placed::Go("x"));
+        assert!(q.sent_out(a, t(10)));
         assert_eq!(
-            q.next_free(),
-            None,
-            "data-2 waits for the second control frame"
+            q.place(b, t(11), ip(3), "b"),
+            Placed::Go("b"),
+            "another pair"
         );
-        assert!(q.must_wait(a));
-        assert!(q.returned());
-        assert_eq!(q.next_free(), Some((ip(2), "data-2")));
-        assert!(q.is_empty() && !q.must_wait(a));
-        assert!(!q.returned(), "nothing was out");
+        assert_eq!(
+            q.place(a, t(5), ip(2), "early"),
+            Placed::Go("early"),
+            "time before"
+        );
+        assert_eq!(q.place(a, t(11), ip(2), "data-1"), Placed::Held);
+        assert!(q.sent_out(a, t(12)));
+        assert_eq!(q.place(a, t(12), ip(2), "data-2"), Placed::Held);
+        assert_eq!(q.next_free(ALL), None, "the head is not answered");
+        assert!(q.answered(Some((1, "ctl-1"))));
+        assert_eq!(
+            q.next_free(t(9)),
+            None,
+            "another worker has not passed it yet"
+        );
+        assert_eq!(q.next_free(ALL), Some(Release::Send(1, "ctl-1")));
+        assert_eq!(q.next_free(ALL), Some(Release::Route(ip(2), "data-1")));
+        assert_eq!(q.next_free(ALL), None, "data-2 waits for the second");
+        // A frame time between the two control frames, handed over late, goes before the
+        // second.
+        assert_eq!(q.place(a, t(11), ip(2), "late"), Placed::Go("late"));
+        assert!(q.answered(None));
+        assert_eq!(q.next_free(ALL), Some(Release::Dropped));
+        assert_eq!(q.next_free(ALL), Some(Release::Route(ip(2), "data-2")));
+        assert!(q.is_empty());
+        assert!(!q.answered(None), "nothing was out");
     }
 
     #[test]
-    fn a_full_queue_refuses_rather_than_reorders() {
+    fn a_late_frame_is_placed_between_control_frames_by_its_time() {
+        let p = (ip(2), ip(11));
+        let mut q: HostOrder<&str> = HostOrder::new(16);
+        assert!(q.sent_out(p, t(10)));
+        assert!(q.sent_out(p, t(20)));
+        assert_eq!(q.place(p, t(15), ip(2), "mid"), Placed::Held);
+        assert!(q.answered(Some((0, "c10"))));
+        assert!(q.answered(Some((0, "c20"))));
+        let order: Vec<_> = std::iter::from_fn(|| q.next_free(ALL)).collect();
+        assert_eq!(
+            order,
+            vec![
+                Release::Send(0, "c10"),
+                Release::Route(ip(2), "mid"),
+                Release::Send(0, "c20")
+            ]
+        );
+    }
+
+    /// A control frame handed over from another worker may be older than control frames this
+    /// worker took since: it is placed (and leaves) before them, while answers still match
+    /// the order the frames went to the slow path; a frame older than both goes after it.
+    #[test]
+    fn an_older_handed_over_control_frame_is_placed_before_younger_ones() {
+        let p = (ip(2), ip(11));
+        let mut q: HostOrder<&str> = HostOrder::new(16);
+        assert!(q.sent_out(p, t(10)));
+        assert!(
+            q.sent_out(p, t(4)),
+            "handed over: reached its queue after t=4"
+        );
+        assert_eq!(q.place(p, t(6), ip(2), "ack"), Placed::Held);
+        assert!(
+            q.answered(Some((0, "c10"))),
+            "answers come in the order sent"
+        );
+        assert!(q.answered(Some((0, "c4"))));
+        let order: Vec<_> = std::iter::from_fn(|| q.next_free(ALL)).collect();
+        assert_eq!(
+            order,
+            vec![
+                Release::Send(0, "c4"),
+                Release::Route(ip(2), "ack"),
+                Release::Send(0, "c10")
+            ]
+        );
+        assert!(!q.answered(None));
+    }
+
+    #[test]
+    fn a_full_list_refuses_rather_than_reorders() {
         let p = (ip(2), ip(11));
         let mut q: HostOrder<u32> = HostOrder::new(3);
-        assert!(q.sent_out(p));
-        q.hold(p, ip(2), 1).unwrap();
-        q.hold(p, ip(2), 2).unwrap();
-        assert_eq!(q.hold(p, ip(2), 3), Err(3));
-        assert!(!q.sent_out(p));
+        assert!(q.sent_out(p, t(1)));
+        assert_eq!(q.place(p, t(2), ip(2), 1), Placed::Held);
+        assert_eq!(q.place(p, t(3), ip(2), 2), Placed::Held);
+        assert_eq!(q.place(p, t(4), ip(2), 3), Placed::Full(3));
+        assert!(!q.sent_out(p, t(5)));
         assert_eq!(q.len(), 3);
-        assert!(q.returned());
-        assert_eq!(q.next_free().map(|f| f.1), Some(1));
-        assert_eq!(q.next_free().map(|f| f.1), Some(2));
+        assert!(q.answered(None));
+        assert_eq!(q.next_free(ALL), Some(Release::Dropped));
+        assert_eq!(q.next_free(ALL), Some(Release::Route(ip(2), 1)));
+        assert_eq!(q.next_free(ALL), Some(Release::Route(ip(2), 2)));
         assert!(q.is_empty());
     }
 }

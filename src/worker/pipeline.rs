@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use hashbrown::{HashMap, HashSet};
 
-use super::order::{HostOrder, HostPair};
+use super::order::{HostOrder, HostPair, Placed, Release};
 use super::{Io, SlowMsg, SlowReturn};
 use crate::config::{Config, ForwardMethod, Timeouts};
 use crate::flow::conn::{FTP_CONTROL, FTP_DATA, FTP_NONE};
@@ -144,6 +144,12 @@ pub struct Pipeline<B> {
     notices: Vec<Notice>,
     /// Frames held behind control frames of their host pair that are at the slow path.
     order: HostOrder<B>,
+    /// When the frame being handled reached its queue: after `.0` and before `.1` (the start
+    /// of the last poll that emptied the taker's queues, and the start of the poll that took
+    /// it). Its place in its host pair's order (`worker::order`).
+    window: (Instant, Instant),
+    /// This worker's `.0` for the frames of the current poll (`set_poll_window`).
+    poll_since: Instant,
 }
 
 /// A message for the slow path that carries no frame.
@@ -258,6 +264,8 @@ impl<B: PacketBuf> Pipeline<B> {
             notices: Vec::new(),
             // Room for both rings' worth of control frames out and as many frames behind them.
             order: HostOrder::new(4 * cfg.ftp.ring_size),
+            window: (Instant::ZERO, Instant::ZERO),
+            poll_since: Instant::ZERO,
             lports: cfg
                 .services
                 .iter()
@@ -328,17 +336,42 @@ impl<B: PacketBuf> Pipeline<B> {
         self.bump(Counter::TxBytes, bytes);
     }
 
-    /// The slow path's answer for the oldest control frame this worker gave it: send the
-    /// frame (if it was not dropped), then every frame that waited behind it and may go now.
-    pub fn slow_path_returned(&mut self, ret: SlowReturn<B>, now: Instant, io: &mut impl Io<B>) {
-        if let SlowReturn::Send { port, buf } = ret {
-            self.bump(Counter::SlowPathTx, 1);
-            io.send(port, buf);
+    /// The slow path's answer for the oldest control frame this worker gave it. It leaves,
+    /// with what waited behind it, from [`Self::release_ordered`].
+    pub fn slow_path_returned(&mut self, ret: SlowReturn<B>) {
+        let frame = match ret {
+            SlowReturn::Send { port, buf } => Some((port, buf)),
+            SlowReturn::Dropped => None,
+        };
+        if !self.order.answered(frame) {
+            // Cannot happen (every answer has its mark); nothing is sent out of order.
+            self.bump(Counter::SlowPathUnexpected, 1);
         }
-        self.order.returned();
-        while let Some((to, buf)) = self.order.next_free() {
-            self.route_out(to, buf, now, io);
+    }
+
+    /// Send what may leave now, in order: answered control frames that every other worker has
+    /// passed (`watermark`: the earliest start of another worker's last poll that emptied its
+    /// queues and handed over what it took; [`Instant::MAX`] with one worker), and the frames
+    /// that waited behind them. Call after handling every frame handed over so far.
+    pub fn release_ordered(&mut self, watermark: Instant, now: Instant, io: &mut impl Io<B>) {
+        while let Some(r) = self.order.next_free(watermark) {
+            match r {
+                Release::Send(port, buf) => {
+                    self.bump(Counter::SlowPathTx, 1);
+                    io.send(port, buf);
+                }
+                Release::Route(to, buf) => self.route_out(to, buf, now, io),
+                Release::Dropped => {}
+            }
         }
+    }
+
+    /// The frames of the polls that follow reached their queues after `since` (the start of
+    /// this worker's last poll that emptied its queues). Without it they count as having come
+    /// at any time before the poll (the safe side for data frames: they never wait for a
+    /// control frame that did not surely come first).
+    pub fn set_poll_window(&mut self, since: Instant) {
+        self.poll_since = since;
     }
 
     /// Control frames at the slow path and frames waiting behind them (a gauge for tests).
@@ -427,6 +460,7 @@ impl<B: PacketBuf> Pipeline<B> {
         io: &mut impl Io<B>,
     ) {
         let n = bufs.len();
+        self.window = (self.poll_since.min(now), now);
         for b in bufs.iter() {
             b.prefetch_meta();
         }
@@ -468,14 +502,26 @@ impl<B: PacketBuf> Pipeline<B> {
 
     /// Handle one frame received from the NIC.
     pub fn process(&mut self, port: u16, buf: B, now: Instant, io: &mut impl Io<B>) {
+        self.window = (self.poll_since.min(now), now);
         self.bump(Counter::RxPackets, 1);
         self.bump(Counter::RxBytes, buf.len() as u64);
         self.process_frame(port, buf, now, io, false);
     }
 
-    /// Handle a frame another worker received on `port` and handed over because this worker
-    /// owns its flow.
-    pub fn process_handed_over(&mut self, port: u16, buf: B, now: Instant, io: &mut impl Io<B>) {
+    /// Handle a frame another worker took from its queue of `port` and handed over because
+    /// this worker owns its flow. `window`: the frame reached that queue after `.0` (the start
+    /// of the sender's last poll that emptied its queues) and before `.1` (the start of the
+    /// poll that took it); it places the frame among its host pair's frames
+    /// (`worker::order`).
+    pub fn process_handed_over(
+        &mut self,
+        port: u16,
+        buf: B,
+        window: (Instant, Instant),
+        now: Instant,
+        io: &mut impl Io<B>,
+    ) {
+        self.window = window;
         self.bump(Counter::HandoverIn, 1);
         self.process_frame(port, buf, now, io, true);
     }
@@ -1148,13 +1194,15 @@ impl<B: PacketBuf> Pipeline<B> {
         now: Instant,
         io: &mut impl Io<B>,
     ) {
-        let pair: Option<HostPair> = self.flows.get(id).map(|c| (c.client, c.server));
-        match pair {
-            Some(pair) if self.order.must_wait(pair) => match self.order.hold(pair, to, buf) {
-                Ok(()) => self.bump(Counter::OrderHeld, 1),
-                Err(b) => self.drop_buf(io, b, DropReason::OrderHoldFull),
-            },
-            _ => self.route_out(to, buf, now, io),
+        let Some(pair) = self.flows.get(id).map(|c| (c.client, c.server)) else {
+            return self.route_out(to, buf, now, io);
+        };
+        // A frame counts as early as it may have come: before any control frame that did
+        // not surely come before it.
+        match self.order.place(pair, self.window.0, to, buf) {
+            Placed::Go(b) => self.route_out(to, b, now, io),
+            Placed::Held => self.bump(Counter::OrderHeld, 1),
+            Placed::Full(b) => self.drop_buf(io, b, DropReason::OrderHoldFull),
         }
     }
 
@@ -1209,7 +1257,8 @@ impl<B: PacketBuf> Pipeline<B> {
         match io.slow_path(SlowMsg::Packet { port, buf, meta }) {
             Ok(()) => {
                 // Room was checked above.
-                self.order.sent_out(pair);
+                // A control frame counts as late as it may have come.
+                self.order.sent_out(pair, self.window.1);
                 self.bump(Counter::SlowPathOut, 1)
             }
             Err(SlowMsg::Packet { buf, .. }) => {
