@@ -87,10 +87,14 @@ struct NeighMsg {
 }
 
 /// The queues between workers: one inbox of each kind per worker, any worker may push.
+/// A frame handed to its owner: its port, the frame, and when it reached the sender's queue
+/// (after `.0`, before `.1`; see `Pipeline::process_handed_over`).
+type Handed = (u16, Mbuf, (Instant, Instant));
+
 struct Mailboxes {
     /// Frames handed to their owner: (port, frame, when it reached the sender's queue: after
     /// the start of the sender's last poll that emptied it, before the start of this poll).
-    handover: Vec<ArrayQueue<(u16, Mbuf, (Instant, Instant))>>,
+    handover: Vec<ArrayQueue<Handed>>,
     /// Per worker: the start (ns) of its last poll that emptied its queues, stored after it
     /// handed over what that poll took. Owners wait for the others' before sending a control
     /// frame back from the slow path (`worker::order`).
@@ -103,15 +107,13 @@ struct Mailboxes {
     slow_return: Arc<Vec<ArrayQueue<SlowReturn<Mbuf>>>>,
 }
 impl Mailboxes {
-    /// The earliest watermark of the workers other than `me` ([`Instant::MAX`] when there
-    /// are none): every frame they took before it has been handed over.
-    fn passed_by_others(&self, me: u16) -> Instant {
+    /// The earliest watermark of all workers, this one included: every frame that reached
+    /// any queue before it has been taken, and handed over if it had to be.
+    fn passed_by_all(&self) -> Instant {
         let ns = self
             .watermarks
             .iter()
-            .enumerate()
-            .filter(|(w, _)| *w != usize::from(me))
-            .map(|(_, a)| a.load(Ordering::Acquire))
+            .map(|a| a.load(Ordering::Acquire))
             .min()
             .unwrap_or(u64::MAX);
         Instant::from_nanos(ns)
@@ -603,12 +605,14 @@ impl WorkerCtx {
                     pipeline.learn_neighbour(msg.port, msg.ip, msg.mac, now, &mut io);
                 }
             }
-            // The others' watermarks first, then every frame they handed over so far: a
-            // control frame they have passed cannot be overtaken by one they took before it.
+            // The watermarks first (this worker's too: a backlog on its own queue may hold
+            // frames older than a control frame another worker handed over), then every frame
+            // handed over so far: a control frame every worker has passed cannot be overtaken
+            // by one taken before it.
             let passed = if pipeline.held() == 0 {
                 Instant::ZERO
             } else {
-                mail.passed_by_others(id)
+                mail.passed_by_all()
             };
             if let Some(q) = inbox {
                 for _ in 0..HANDOVER_QUEUE {

@@ -8,14 +8,11 @@
 //! connection's server; then rvs's FTP counters must tell the same story (no refusals, no ring
 //! drops, one expectation per data connection, 227/PORT rewrites where the method needs them).
 //!
-//! Frames of one client and server leave rvs in the order the owning worker took them, even
-//! around the slow path (`worker::order`). curl 7.88 in active mode fails a transfer ("weird
-//! server reply") when the server's 226 reaches it before the ACK that completes the data
-//! connection, so it is the sharpest check of ordering; it runs with one worker. With two, about
-//! one curl active session in fifty still fails on this 2-vCPU machine (an open defect: frames
-//! of one host pair that the kernel's af_packet fanout put on different queues are ordered by
-//! when each worker takes them, see docs/FTP.md), so the two-worker runs use lftp and ftplib
-//! for PORT and EPRT.
+//! Frames of one client and server leave rvs in the order they reached its queues, even
+//! around the slow path and across workers (`worker::order`). curl 7.88 in active mode fails a
+//! transfer ("weird server reply") when the server's 226 reaches it before the ACK that
+//! completes the data connection, so its active modes, with two workers and fifty sessions of
+//! one client on two servers, are the sharpest check of that.
 //!
 //! In DR the servers answer directly, so rvs sees only the client's side. Passive mode works
 //! through each server's own passive ports (passive_ports); in active mode the server connects to the client from the
@@ -50,11 +47,7 @@ const FILES: u64 = 40;
 /// 227's address), PORT and EPRT; lftp passive and active (PORT); ftplib active (PORT and
 /// EPRT) and ftplib mixing PASV, EPSV, PORT and EPRT on one control connection.
 const MODES: &str = "curl-epsv,curl-pasv,curl-pasv-ip,curl-port,curl-eprt,lftp-pasv,lftp-port,ftplib-active,ftplib-mix";
-/// The two-worker runs leave out curl's active modes, for now: with two workers about one
-/// curl active session in fifty still fails a transfer (see the module doc). lftp and ftplib
-/// cover PORT and EPRT there.
-const TWO_WORKER_MODES: &str =
-    "curl-epsv,curl-pasv,curl-pasv-ip,lftp-pasv,lftp-port,ftplib-active,ftplib-mix";
+
 /// One client address for every session (a corporate NAT, a batch job running curl in
 /// parallel), and eight of them.
 const ONE_SOURCE: &str = "203.0.113.10";
@@ -342,7 +335,7 @@ fn check_stats(m: Method, s: &Value, run: &FtpRun) {
 /// sessions spread over `sources`) through it,
 /// checks the driver's report and rvs's counters.
 fn ftp_lab(m: Method, workers: usize, sources: &str) {
-    let modes = if workers > 1 { TWO_WORKER_MODES } else { MODES };
+    let modes = MODES;
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (prefix, mode, file, from) = match m {
         Method::Nat => ("rvsf", None, "lab-ftp.toml", "rvs-lab-ftp"),

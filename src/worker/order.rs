@@ -25,10 +25,11 @@
 //!   frame to send, or word that it dropped it); an answer fills the mark of that frame
 //!   (marks carry the order they were sent in);
 //! - the head of the list leaves when it is a frame, or an answered mark whose time every
-//!   other worker has passed (its *watermark*: the start of its last poll that emptied its
-//!   queues, published after it handed over what that poll took). So a control frame leaves
-//!   only after every frame that reached another worker's queue before it has reached this
-//!   worker, and been sent or placed before it.
+//!   worker, this one included, has passed (its *watermark*: the start of its last poll that
+//!   emptied its queues, published after it handed over what that poll took). So a control
+//!   frame leaves only after every frame that reached any queue before it (another worker's,
+//!   or a backlog on this worker's own) has been taken, has reached this worker, and has been
+//!   sent or placed before it.
 //!
 //! Invariant: a host pair's frames leave in the order of their times (control frames
 //! included), with ties in the order this worker handled them; so a frame that may have
@@ -249,7 +250,7 @@ impl<B> HostOrder<B> {
     }
 
     /// The next entry free to leave, in order: a waiting frame at the head, or an answered
-    /// control frame at the head that every other worker's `watermark` has passed.
+    /// control frame at the head that `watermark` (every worker's) has passed.
     pub fn next_free(&mut self, watermark: Instant) -> Option<Release<B>> {
         let ready = match self.list.front()? {
             Entry::Held { .. } => true,

@@ -349,10 +349,11 @@ impl<B: PacketBuf> Pipeline<B> {
         }
     }
 
-    /// Send what may leave now, in order: answered control frames that every other worker has
-    /// passed (`watermark`: the earliest start of another worker's last poll that emptied its
-    /// queues and handed over what it took; [`Instant::MAX`] with one worker), and the frames
-    /// that waited behind them. Call after handling every frame handed over so far.
+    /// Send what may leave now, in order: answered control frames that every worker has
+    /// passed (`watermark`: the earliest start of any worker's last poll that emptied its
+    /// queues and handed over what it took, this worker's included; [`Instant::MAX`] when
+    /// the caller keeps no watermarks), and the frames that waited behind them. Call after
+    /// handling every frame handed over so far.
     pub fn release_ordered(&mut self, watermark: Instant, now: Instant, io: &mut impl Io<B>) {
         while let Some(r) = self.order.next_free(watermark) {
             match r {
