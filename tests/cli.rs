@@ -92,3 +92,33 @@ fn bad_config_is_refused_with_file_field_and_fix() {
     assert!(err.contains("/nonexistent/rvs.toml: cannot read"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A DR FTP service with neither per-server passive ports nor persistence runs, but `rvs check`
+/// says what to add; the shipped DR FTP config (passive ports on every server) gets no warning.
+#[test]
+fn check_warns_about_a_dr_ftp_service_without_passive_ports_or_persistence() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let shipped = root.join("config/lab-ftp-dr.toml");
+    let (code, out, _) = rvs(&["check", shipped.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("warning:"), "{out}");
+
+    let dir = std::env::temp_dir().join(format!("rvs-cli-warn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(&shipped).unwrap();
+    let bare: String = text
+        .lines()
+        .filter(|l| !l.starts_with("passive_ports"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = dir.join("dr-bare.toml");
+    std::fs::write(&path, bare).unwrap();
+    let (code, out, _) = rvs(&["check", path.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning: service[ftp]: a dr FTP service needs persistence_timeout")
+            && out.contains("passive_ports"),
+        "{out}"
+    );
+}
