@@ -37,7 +37,7 @@
 #   addresses. Every veth end has checksum offloads, SG, TSO, GSO and GRO off; IPv6 is disabled.
 #   Servers run scripts/lab/peer.py: TCP 8080, UDP 9000 (the VIP's ports are TCP 80, UDP 9000).
 #   Servers also run vsftpd (scripts/lab/vsftpd.conf.in, rendered into <run dir>/ftp/): IPv4
-#   TCP 21, anonymous, banner "rvs-srv1"/"rvs-srv2", passive ports 10000-10049 and 10050-10099, active from
+#   TCP 21, anonymous, banner "rvs-srv1"/"rvs-srv2", passive ports 10000-14999 and 15000-19999, active from
 #   port 20; root <run dir>/ftp/srvN/root holds the same 48 test files (scripts/lab/ftp_files.py,
 #   manifest <run dir>/ftp/manifest.json) plus id.txt ("srvN"), and incoming/ takes uploads.
 #   Logs: <run dir>/ftp/srvN-xferlog, srvN-vsftpd.log. RVS_LAB_FTP=0 leaves vsftpd out.
@@ -120,7 +120,7 @@ RTR_CLI_IP=203.0.113.254
 FTP=${RVS_LAB_FTP:-1}
 FTP_DIR=$RUN_DIR/ftp
 FTP_PORT=21
-FTP_PASV_PORTS=10000-10099 # srv1 10000-10049, srv2 10050-10099
+FTP_PASV_PORTS=10000-19999 # srv1 10000-14999, srv2 15000-19999
 VSFTPD=${VSFTPD:-$(command -v vsftpd || echo /usr/sbin/vsftpd)}
 if [[ $MODE == dr ]]; then
     SRV_GW=$RTR_SRV_IP
@@ -293,8 +293,8 @@ start_ftp() { # ns name: render the config, run vsftpd in the foreground of its 
     fi
     # Each server its own half of the passive range, so that in DR a data port names its
     # server (config/lab-ftp-dr.toml's passive_ports say the same).
-    local pmin=10000 pmax=10049
-    if [[ $name == srv2 ]]; then pmin=10050 pmax=10099; fi
+    local pmin=10000 pmax=14999
+    if [[ $name == srv2 ]]; then pmin=15000 pmax=19999; fi
     sed -e "s|@NAME@|$name|g" -e "s|@ROOT@|$FTP_DIR/$name/root|g" -e "s|@EMPTY@|$FTP_DIR/empty|g" \
         -e "s|@LOG_DIR@|$FTP_DIR|g" -e "s|@FTP_USER@|$(ftp_user)|g" -e "s|@PASV_ADDRESS@|$pasv|g" \
         -e "s|@PASV_MIN@|$pmin|g" -e "s|@PASV_MAX@|$pmax|g" \

@@ -1661,11 +1661,11 @@ port = 8080
         let c = parse(dr).unwrap();
         assert_eq!(
             c.services[0].servers[1].passive_range(),
-            Some((10050, 10099))
+            Some((15000, 19999))
         );
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
         // Neither passive ports nor persistence: it runs, with a warning that says what to do.
-        let bare = dr.replace("passive_ports = \"10000-10049\"\n", "");
+        let bare = dr.replace("passive_ports = \"10000-14999\"\n", "");
         let w = parse(&bare).unwrap().warnings();
         assert!(
             w.len() == 1 && w[0].contains("service[ftp]") && w[0].contains("persistence_timeout"),
@@ -1679,16 +1679,16 @@ port = 8080
         let field = "service[ftp].server[";
         let cases = [
             (
-                dr.replace("10050-10099", "10040-10099"),
-                "overlaps server[0]'s 10000-10049",
+                dr.replace("15000-19999", "14990-19999"),
+                "overlaps server[0]'s 10000-14999",
             ),
             (
-                dr.replace("10050-10099", "10050-10200"),
+                dr.replace("15000-19999", "15000-20100"),
                 "is not inside the service's ports",
             ),
-            (dr.replace("10050-10099", "10099-10050"), "runs backwards"),
-            (dr.replace("10050-10099", "10050-x"), "\"x\" is not a port"),
-            (dr.replace("\"10050-10099\"", "\"21\""), "below 1024"),
+            (dr.replace("15000-19999", "19999-15000"), "runs backwards"),
+            (dr.replace("15000-19999", "15000-x"), "\"x\" is not a port"),
+            (dr.replace("\"15000-19999\"", "\"21\""), "below 1024"),
             (
                 dr.replace("forward = \"dr\"", "forward = \"nat\"")
                     .replace("ports = [\"21\", \"10000-10100\"]", "port = 21"),
@@ -1702,7 +1702,7 @@ port = 8080
                 "expected `{field}` and `{needle}` in: {m}"
             );
         }
-        let moved = parse(&dr.replace("10050-10099", "10060-10099")).unwrap();
+        let moved = parse(&dr.replace("15000-19999", "15010-19999")).unwrap();
         let m = c
             .reload_changes(&moved, Path::new("t.toml"))
             .unwrap_err()
