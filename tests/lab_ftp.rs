@@ -61,6 +61,8 @@ enum Method {
     Nat,
     Fnat,
     Dr,
+    /// DR with client affinity (persistence 300 s) instead of per-server passive ports.
+    DrPersistent,
 }
 
 #[test]
@@ -106,6 +108,11 @@ fn ftp_dr_two_workers_many_clients() {
 #[test]
 fn ftp_dr_one_worker_one_client() {
     ftp_lab(Method::Dr, 1, ONE_SOURCE);
+}
+
+#[test]
+fn ftp_dr_persistence_two_workers_one_client() {
+    ftp_lab(Method::DrPersistent, 2, ONE_SOURCE);
 }
 
 /// Where rvs publishes a counter: `ftp_*` per service (under the service's `ftp` object, or
@@ -179,9 +186,10 @@ fn mode_commands(mode: &str) -> &'static [&'static str] {
     }
 }
 
-/// Checks the driver's report: every session passed, every mode ran, both servers served,
-/// every command the modes use was used. `diag` (rvs's side) goes into the failure messages.
-fn check_run(res: &Value, modes: &str, diag: &str) -> FtpRun {
+/// Checks the driver's report: every session passed, every mode ran, both servers served (only
+/// one when `both_servers` is false: persistence keeps one client address on one server), every
+/// command the modes use was used. `diag` (rvs's side) goes into the failure messages.
+fn check_run(res: &Value, modes: &str, diag: &str, both_servers: bool) -> FtpRun {
     let t = &res["totals"];
     let n = |k: &str| t[k].as_u64().unwrap();
     assert_eq!(
@@ -199,12 +207,11 @@ fn check_run(res: &Value, modes: &str, diag: &str) -> FtpRun {
             "mode {mode}: {m}"
         );
     }
-    for srv in ["srv1", "srv2"] {
-        assert!(
-            t["by_server"][srv].as_u64().unwrap_or(0) > 0,
-            "no session on {srv}: {t}"
-        );
-    }
+    let served = ["srv1", "srv2"]
+        .iter()
+        .filter(|srv| t["by_server"][**srv].as_u64().unwrap_or(0) > 0)
+        .count();
+    assert_eq!(served, if both_servers { 2 } else { 1 }, "servers: {t}");
     // id, listing, the files, a resumed download and an upload: one data connection each.
     assert_eq!(n("data_conns"), SESSIONS * (FILES + 4), "{t}");
     let c = |k: &str| t["commands"][k].as_u64().unwrap();
@@ -316,7 +323,7 @@ fn check_stats(m: Method, s: &Value, run: &FtpRun) {
                 "{ctx} ftp_ports_translated={translated}"
             );
         }
-        Method::Dr => {
+        Method::Dr | Method::DrPersistent => {
             // rvs never sees a reply and rewrites nothing. Each PORT/EPRT lets in the client's
             // half of the server's data connection; a passive data connection finds its
             // server by the server's own passive ports (config/lab-ftp-dr.toml), so no
@@ -340,7 +347,9 @@ fn ftp_lab(m: Method, workers: usize, sources: &str) {
     let (prefix, mode, file, from) = match m {
         Method::Nat => ("rvsf", None, "lab-ftp.toml", "rvs-lab-ftp"),
         Method::Fnat => ("rvsg", None, "lab-ftp-fnat.toml", "rvs-lab-ftp-fnat"),
-        Method::Dr => ("rvsh", Some("dr"), "lab-ftp-dr.toml", "rvs-lab-ftp-dr"),
+        Method::Dr | Method::DrPersistent => {
+            ("rvsh", Some("dr"), "lab-ftp-dr.toml", "rvs-lab-ftp-dr")
+        }
     };
     let tag = format!("ftp-{m:?}-{workers}-{}", sources.len()).to_lowercase();
     let mut lab = Lab::up(prefix, mode, &tag);
@@ -350,7 +359,20 @@ fn ftp_lab(m: Method, workers: usize, sources: &str) {
         status.status.success() && status_text.contains("vsftpd srv2: listening"),
         "{status_text}"
     );
-    let cfg = lab::config(file, from, &format!("{from}-test"), workers);
+    let mut cfg = lab::config(file, from, &format!("{from}-test"), workers);
+    if m == Method::DrPersistent {
+        // The other DR recipe: no passive ports, every connection of a client on one server.
+        assert!(cfg.contains("passive_ports") && cfg.contains("forward = \"dr\""));
+        cfg = cfg
+            .lines()
+            .filter(|l| !l.starts_with("passive_ports"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace(
+                "forward = \"dr\"",
+                "forward = \"dr\"\npersistence_timeout = 300",
+            );
+    }
     lab.start_rvs_bin(&lab::rvs_bin(), &cfg);
 
     // The client learns the VIP's MAC from rvs before the sessions start.
@@ -385,7 +407,9 @@ fn ftp_lab(m: Method, workers: usize, sources: &str) {
     let status = lab.stop_rvs();
     let fin = lab.stats();
     let diag = diagnostics(&fin);
-    let run = check_run(&res, modes, &diag);
+    // With persistence, all sessions of one client address share a server.
+    let both_servers = !(m == Method::DrPersistent && sources == ONE_SOURCE);
+    let run = check_run(&res, modes, &diag, both_servers);
     assert!(ok, "ftp_client.py failed: {}\nrvs: {diag}", res["errors"]);
     assert!(status.success(), "rvs exit status {status}: {}", lab.log());
     assert_eq!(fin["final"], true);

@@ -24,6 +24,8 @@ use crate::time::Instant;
 
 /// Seconds covered by one turn of the wheel; longer timeouts are re-filed when their slot comes.
 const WHEEL_SLOTS: usize = 4096;
+/// Wheel entries a processed second keeps room for (64 × 8 bytes); see [`FlowTable::expire`].
+const KEEP_BUCKET: usize = 64;
 
 /// Why a connection could not be added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -347,11 +349,14 @@ impl FlowTable {
             }
             let done = bucket.is_empty();
             if let Some(b) = self.wheel.get_mut(idx) {
-                // Put back what the budget did not reach.
-                if b.is_empty() {
-                    std::mem::swap(b, &mut bucket); // keep the allocation
-                } else {
+                // Put back what the budget did not reach. A small allocation is kept for the
+                // second's next turn; a large one is freed: kept, every one of the wheel's 4096
+                // seconds would hold its busiest second's worth of memory, and a busy worker's
+                // memory would grow for the whole first turn (68 minutes) before it levelled.
+                if !b.is_empty() {
                     b.append(&mut bucket);
+                } else if !done || bucket.capacity() <= KEEP_BUCKET {
+                    std::mem::swap(b, &mut bucket);
                 }
             }
             if done {
