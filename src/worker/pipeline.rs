@@ -152,6 +152,10 @@ pub struct Pipeline<B> {
     poll_since: Instant,
 }
 
+/// The longest a control frame back from the slow path waits for the workers'
+/// watermarks (`release_ordered`): 20 ms, far above a poll, far below anything TCP notices.
+const ORDER_WAIT_MAX_NS: u64 = 20_000_000;
+
 /// A message for the slow path that carries no frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Notice {
@@ -355,6 +359,10 @@ impl<B: PacketBuf> Pipeline<B> {
     /// the caller keeps no watermarks), and the frames that waited behind them. Call after
     /// handling every frame handed over so far.
     pub fn release_ordered(&mut self, watermark: Instant, now: Instant, io: &mut impl Io<B>) {
+        // A worker that never empties its queues (overload) would hold control frames back
+        // for good: after ORDER_WAIT_MAX they go anyway (best effort beyond that point).
+        let floor = Instant::from_nanos(now.as_nanos().saturating_sub(ORDER_WAIT_MAX_NS));
+        let watermark = watermark.max(floor);
         while let Some(r) = self.order.next_free(watermark) {
             match r {
                 Release::Send(port, buf) => {
