@@ -86,11 +86,11 @@ struct NeighMsg {
     mac: MacAddr,
 }
 
-/// The queues between workers: one inbox of each kind per worker, any worker may push.
 /// A frame handed to its owner: its port, the frame, and when it reached the sender's queue
 /// (after `.0`, before `.1`; see `Pipeline::process_handed_over`).
 type Handed = (u16, Mbuf, (Instant, Instant));
 
+/// The queues between workers: one inbox of each kind per worker, any worker may push.
 struct Mailboxes {
     /// Frames handed to their owner: (port, frame, when it reached the sender's queue: after
     /// the start of the sender's last poll that emptied it, before the start of this poll).
@@ -555,7 +555,6 @@ impl WorkerCtx {
             tally: TxTally::default(),
             discard: Vec::with_capacity(burst * 2),
             burst,
-            window: (Instant::ZERO, Instant::ZERO),
         };
         let mut last_drained = Instant::ZERO;
         let mut rx: Vec<Mbuf> = Vec::with_capacity(burst);
@@ -575,7 +574,6 @@ impl WorkerCtx {
             let now = clock();
             // What this poll takes reached the queues after the last poll that emptied them
             // began: the owner orders handed-over frames by that (`worker::order`).
-            io.window = (last_drained, now);
             pipeline.set_poll_window(last_drained);
             let mut work = 0usize;
             let mut drained = true;
@@ -697,9 +695,6 @@ struct MbufIo<'a> {
     tally: TxTally,
     discard: Vec<Mbuf>,
     burst: usize,
-    /// When what this poll took reached its queues: after the last emptying poll's start,
-    /// before this poll's.
-    window: (Instant, Instant),
 }
 
 impl MbufIo<'_> {
@@ -741,10 +736,16 @@ impl Io<Mbuf> for MbufIo<'_> {
         }
     }
 
-    fn handover(&mut self, to: u16, port: u16, buf: Mbuf) -> Result<(), Mbuf> {
+    fn handover(
+        &mut self,
+        to: u16,
+        port: u16,
+        buf: Mbuf,
+        arrived: (Instant, Instant),
+    ) -> Result<(), Mbuf> {
         match self.mail.handover.get(usize::from(to)) {
             // A full queue gives the frame back: the caller drops and counts it, never waits.
-            Some(q) => q.push((port, buf, self.window)).map_err(|(_, b, _)| b),
+            Some(q) => q.push((port, buf, arrived)).map_err(|(_, b, _)| b),
             None => Err(buf),
         }
     }

@@ -1379,7 +1379,13 @@ impl Io<Vec<u8>> for HandIo {
     fn send(&mut self, port: u16, buf: Vec<u8>) {
         self.sent.push((port, buf));
     }
-    fn handover(&mut self, to: u16, port: u16, buf: Vec<u8>) -> Result<(), Vec<u8>> {
+    fn handover(
+        &mut self,
+        to: u16,
+        port: u16,
+        buf: Vec<u8>,
+        _arrived: (Instant, Instant),
+    ) -> Result<(), Vec<u8>> {
         self.handed.push((to, port, buf));
         Ok(())
     }

@@ -92,7 +92,13 @@ impl Io<Vec<u8>> for TestIo {
     fn discard(&mut self, _buf: Vec<u8>) {
         self.discarded += 1;
     }
-    fn handover(&mut self, to: u16, port: u16, buf: Vec<u8>) -> Result<(), Vec<u8>> {
+    fn handover(
+        &mut self,
+        to: u16,
+        port: u16,
+        buf: Vec<u8>,
+        _arrived: (Instant, Instant),
+    ) -> Result<(), Vec<u8>> {
         self.handed.push((to, port, buf));
         Ok(())
     }

@@ -14,6 +14,7 @@ pub mod pipeline;
 use std::net::Ipv4Addr;
 
 use crate::helper::ftp::ctl::{CtlKey, CtlMeta};
+use crate::time::Instant;
 use crate::wire::MacAddr;
 
 pub use pipeline::{Pipeline, PortAddr};
@@ -29,10 +30,18 @@ pub trait Io<B> {
     fn discard(&mut self, buf: B) {
         drop(buf);
     }
-    /// Hand a frame received on `port` to worker `to`, which owns its flow. `Err` gives the
-    /// frame back when that worker's queue is full (the caller drops and counts it).
-    fn handover(&mut self, to: u16, port: u16, buf: B) -> Result<(), B> {
-        let _ = (to, port);
+    /// Hand a frame received on `port` to worker `to`, which owns its flow, with the window in
+    /// which it reached this worker's queue (`arrived`, see `Pipeline::process_handed_over`).
+    /// `Err` gives the frame back when that worker's queue is full (the caller drops and counts
+    /// it).
+    fn handover(
+        &mut self,
+        to: u16,
+        port: u16,
+        buf: B,
+        arrived: (Instant, Instant),
+    ) -> Result<(), B> {
+        let _ = (to, port, arrived);
         Err(buf)
     }
     /// Tell the other workers that `ip` on `port` is at `mac` (they keep their own tables).

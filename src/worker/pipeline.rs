@@ -768,7 +768,7 @@ impl<B: PacketBuf> Pipeline<B> {
                 self.sharding.owner(dst)
             };
             if owner != self.worker {
-                return match io.handover(owner, port, buf) {
+                return match io.handover(owner, port, buf, self.window) {
                     Ok(()) => self.bump(Counter::HandoverOut, 1),
                     Err(b) => self.drop_buf(io, b, DropReason::HandoverFull),
                 };
@@ -1655,7 +1655,7 @@ impl<B: PacketBuf> Pipeline<B> {
                 self.sharding.owner(q.src)
             };
             if owner != self.worker {
-                return match io.handover(owner, port, buf) {
+                return match io.handover(owner, port, buf, self.window) {
                     Ok(()) => self.bump(Counter::HandoverOut, 1),
                     Err(b) => self.drop_buf(io, b, DropReason::HandoverFull),
                 };
