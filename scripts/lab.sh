@@ -413,6 +413,12 @@ cmd_up() {
         ns=${pair%%:*}
         if_prepare "$ns" "$IF_SRV"
         ip -n "$ns" addr add "${pair#*:}/24" dev "$IF_SRV"
+        # vsftpd listens with a backlog of 32 (compiled in). 50 sessions from one address that
+        # persistence sends to one server fill it; with SYN cookies on, the kernel then answers
+        # with a cookie and silently drops the ACK while the accept queue is full, and the
+        # client waits for a banner that never comes. Without cookies the SYN is dropped and
+        # retried a second later. Operators with such servers: see docs/FTP.md.
+        sysctls "$ns" net.ipv4.tcp_syncookies=0
     done
     if [[ $MODE == dr ]]; then up_dr; fi
     for ns in "$NS_SRV1" "$NS_SRV2"; do
