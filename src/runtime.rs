@@ -628,7 +628,7 @@ impl WorkerCtx {
             if let Some(q) = slow_return {
                 while let Some(ret) = q.pop() {
                     work += 1;
-                    pipeline.slow_path_returned(ret);
+                    pipeline.slow_path_returned(ret, now);
                 }
             }
             if pipeline.held() > 0 {

@@ -149,6 +149,10 @@ named_enum! {
         /// Frames that waited behind an FTP control frame of their host pair while it was at
         /// the slow path, so that the pair's frames leave in order.
         OrderHeld => "order_held",
+        /// FTP control frames that left without every worker's watermark, after waiting the
+        /// limit (a worker that did not empty its queues for that long): their order with
+        /// frames still in that worker's queue was not assured.
+        OrderForced => "order_forced",
         /// Answers from the slow path with no control frame waiting for them (a bug if ever
         /// seen; nothing is sent out of order for it).
         SlowPathUnexpected => "slowpath_unexpected",

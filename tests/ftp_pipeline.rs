@@ -165,7 +165,7 @@ impl Rig {
         self.p.poll(self.now, &mut self.io);
         for msg in std::mem::take(&mut self.io.slow) {
             if let Some(ret) = slowpath::handle(&mut self.helper, msg, self.now, drop) {
-                self.p.slow_path_returned(ret);
+                self.p.slow_path_returned(ret, self.now);
             }
             // One worker: nobody else to wait for.
             self.p.release_ordered(Instant::MAX, self.now, &mut self.io);
@@ -1507,7 +1507,7 @@ fn two_workers_keep_a_host_pairs_frames_in_order_around_the_slow_path() {
     // The slow path answers both.
     for msg in std::mem::take(&mut r.io.slow) {
         let ret = slowpath::handle(&mut r.helper, msg, ms(4), drop).unwrap();
-        r.p.slow_path_returned(ret);
+        r.p.slow_path_returned(ret, ms(5));
     }
     assert!(r.io.sent.is_empty(), "answers alone send nothing");
     // The other worker has passed t=3 only: the 150 and what followed it leave, the 226 not.

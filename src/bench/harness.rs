@@ -531,7 +531,7 @@ impl Worker {
                 }
                 while let Some(ret) = io.slow_return.as_ref().and_then(|q| q.pop()) {
                     got += 1;
-                    pipeline.slow_path_returned(ret);
+                    pipeline.slow_path_returned(ret, now);
                 }
                 if pipeline.held() > 0 {
                     // The harness hands nothing over between lanes: no other worker to wait for.

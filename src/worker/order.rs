@@ -47,19 +47,29 @@ use hashbrown::HashMap;
 
 use crate::time::Instant;
 
+/// How long an answered control frame waits for the workers' watermarks before it leaves
+/// anyway, counted from its answer: 100 ms. A watermark that stops (a worker that never empties
+/// its queues under overload, or a pinned core that never yields) would otherwise hold control
+/// frames for good. Counted from the answer, not from the frame's arrival: a slow path that was
+/// itself kept off the CPU for a while must not turn every waiting answer into a forced one.
+/// Long enough for a worker the kernel preempted (a shared machine) to run again, short of
+/// TCP's 200 ms minimum retransmission timeout.
+pub const ANSWERED_WAIT_MAX_NS: u64 = 100_000_000;
+
 /// The two ends of a connection as rvs sees them: its client and its real server.
 pub type HostPair = (Ipv4Addr, Ipv4Addr);
 
 #[derive(Debug)]
 enum Entry<B> {
     /// A control frame of this pair, at time `time`, is at the slow path (`answer` None) or
-    /// back: `Some(Some((port, frame)))` to send, `Some(None)` dropped.
+    /// back since `answered_at`: `Some(Some((port, frame)))` to send, `Some(None)` dropped.
     Out {
         pair: HostPair,
         time: Instant,
         /// Its place in the order the slow path answers (the order it was given frames).
         seq: u64,
         answer: Option<Option<(u16, B)>>,
+        answered_at: Instant,
     },
     /// A frame of this pair, routed towards `to` once it may go.
     Held {
@@ -116,6 +126,8 @@ pub struct HostOrder<B> {
     next_seq: u64,
     next_answer: u64,
     capacity: usize,
+    /// Control frames that left without the watermarks, after [`ANSWERED_WAIT_MAX_NS`].
+    forced: u64,
 }
 
 impl<B> HostOrder<B> {
@@ -127,6 +139,7 @@ impl<B> HostOrder<B> {
             next_seq: 0,
             next_answer: 0,
             capacity: capacity.max(1),
+            forced: 0,
         }
     }
 
@@ -140,6 +153,13 @@ impl<B> HostOrder<B> {
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
+    }
+
+    /// Control frames that have left without every worker's watermark so far (each after
+    /// waiting [`ANSWERED_WAIT_MAX_NS`]): the ordering was best effort for them.
+    #[inline]
+    pub fn forced(&self) -> u64 {
+        self.forced
     }
 
     /// No room for another entry.
@@ -200,6 +220,7 @@ impl<B> HostOrder<B> {
                 time,
                 seq,
                 answer: None,
+                answered_at: Instant::ZERO,
             },
         );
         true
@@ -230,18 +251,23 @@ impl<B> HostOrder<B> {
         Placed::Held
     }
 
-    /// The slow path's answer for the oldest unanswered control frame: the frame to send
-    /// (`Some((port, frame))`) or `None` when it dropped it. False when no mark waited for an
-    /// answer (a protocol error the caller counts; the answer is given back by dropping it).
-    pub fn answered(&mut self, frame: Option<(u16, B)>) -> bool {
+    /// The slow path's answer, at `now`, for the oldest unanswered control frame: the frame to
+    /// send (`Some((port, frame))`) or `None` when it dropped it. False when no mark waited for
+    /// an answer (a protocol error the caller counts; the answer is given back by dropping it).
+    pub fn answered(&mut self, frame: Option<(u16, B)>, now: Instant) -> bool {
         let want = self.next_answer;
         let mark = self
             .list
             .iter_mut()
             .find(|e| matches!(e, Entry::Out { seq, .. } if *seq == want));
         match mark {
-            Some(Entry::Out { answer, .. }) => {
+            Some(Entry::Out {
+                answer,
+                answered_at,
+                ..
+            }) => {
                 *answer = Some(frame);
+                *answered_at = now;
                 self.next_answer += 1;
                 true
             }
@@ -249,12 +275,29 @@ impl<B> HostOrder<B> {
         }
     }
 
-    /// The next entry free to leave, in order: a waiting frame at the head, or an answered
-    /// control frame at the head that `watermark` (every worker's) has passed.
-    pub fn next_free(&mut self, watermark: Instant) -> Option<Release<B>> {
+    /// The next entry free to leave at `now`, in order: a waiting frame at the head, or an
+    /// answered control frame at the head that `watermark` (every worker's) has passed, or
+    /// that has waited [`ANSWERED_WAIT_MAX_NS`] since its answer (counted in [`Self::forced`]).
+    pub fn next_free(&mut self, watermark: Instant, now: Instant) -> Option<Release<B>> {
         let ready = match self.list.front()? {
             Entry::Held { .. } => true,
-            Entry::Out { answer, time, .. } => answer.is_some() && *time <= watermark,
+            Entry::Out {
+                answer,
+                time,
+                answered_at,
+                ..
+            } => {
+                if answer.is_none() {
+                    false
+                } else if *time <= watermark {
+                    true
+                } else if now.as_nanos() >= answered_at.as_nanos() + ANSWERED_WAIT_MAX_NS {
+                    self.forced += 1;
+                    true
+                } else {
+                    false
+                }
+            }
         };
         if !ready {
             return None;
@@ -305,24 +348,30 @@ mod tests {
         assert_eq!(q.place(a, t(11), ip(2), "data-1"), Placed::Held);
         assert!(q.sent_out(a, t(12)));
         assert_eq!(q.place(a, t(12), ip(2), "data-2"), Placed::Held);
-        assert_eq!(q.next_free(ALL), None, "the head is not answered");
-        assert!(q.answered(Some((1, "ctl-1"))));
+        assert_eq!(q.next_free(ALL, t(0)), None, "the head is not answered");
+        assert!(q.answered(Some((1, "ctl-1")), t(0)));
         assert_eq!(
-            q.next_free(t(9)),
+            q.next_free(t(9), t(9)),
             None,
             "another worker has not passed it yet"
         );
-        assert_eq!(q.next_free(ALL), Some(Release::Send(1, "ctl-1")));
-        assert_eq!(q.next_free(ALL), Some(Release::Route(ip(2), "data-1")));
-        assert_eq!(q.next_free(ALL), None, "data-2 waits for the second");
+        assert_eq!(q.next_free(ALL, t(0)), Some(Release::Send(1, "ctl-1")));
+        assert_eq!(
+            q.next_free(ALL, t(0)),
+            Some(Release::Route(ip(2), "data-1"))
+        );
+        assert_eq!(q.next_free(ALL, t(0)), None, "data-2 waits for the second");
         // A frame time between the two control frames, handed over late, goes before the
         // second.
         assert_eq!(q.place(a, t(11), ip(2), "late"), Placed::Go("late"));
-        assert!(q.answered(None));
-        assert_eq!(q.next_free(ALL), Some(Release::Dropped));
-        assert_eq!(q.next_free(ALL), Some(Release::Route(ip(2), "data-2")));
+        assert!(q.answered(None, t(0)));
+        assert_eq!(q.next_free(ALL, t(0)), Some(Release::Dropped));
+        assert_eq!(
+            q.next_free(ALL, t(0)),
+            Some(Release::Route(ip(2), "data-2"))
+        );
         assert!(q.is_empty());
-        assert!(!q.answered(None), "nothing was out");
+        assert!(!q.answered(None, t(0)), "nothing was out");
     }
 
     #[test]
@@ -332,9 +381,9 @@ mod tests {
         assert!(q.sent_out(p, t(10)));
         assert!(q.sent_out(p, t(20)));
         assert_eq!(q.place(p, t(15), ip(2), "mid"), Placed::Held);
-        assert!(q.answered(Some((0, "c10"))));
-        assert!(q.answered(Some((0, "c20"))));
-        let order: Vec<_> = std::iter::from_fn(|| q.next_free(ALL)).collect();
+        assert!(q.answered(Some((0, "c10")), t(0)));
+        assert!(q.answered(Some((0, "c20")), t(0)));
+        let order: Vec<_> = std::iter::from_fn(|| q.next_free(ALL, t(0))).collect();
         assert_eq!(
             order,
             vec![
@@ -359,11 +408,11 @@ mod tests {
         );
         assert_eq!(q.place(p, t(6), ip(2), "ack"), Placed::Held);
         assert!(
-            q.answered(Some((0, "c10"))),
+            q.answered(Some((0, "c10")), t(0)),
             "answers come in the order sent"
         );
-        assert!(q.answered(Some((0, "c4"))));
-        let order: Vec<_> = std::iter::from_fn(|| q.next_free(ALL)).collect();
+        assert!(q.answered(Some((0, "c4")), t(0)));
+        let order: Vec<_> = std::iter::from_fn(|| q.next_free(ALL, t(0))).collect();
         assert_eq!(
             order,
             vec![
@@ -372,7 +421,7 @@ mod tests {
                 Release::Send(0, "c10")
             ]
         );
-        assert!(!q.answered(None));
+        assert!(!q.answered(None, t(0)));
     }
 
     #[test]
@@ -385,10 +434,44 @@ mod tests {
         assert_eq!(q.place(p, t(4), ip(2), 3), Placed::Full(3));
         assert!(!q.sent_out(p, t(5)));
         assert_eq!(q.len(), 3);
-        assert!(q.answered(None));
-        assert_eq!(q.next_free(ALL), Some(Release::Dropped));
-        assert_eq!(q.next_free(ALL), Some(Release::Route(ip(2), 1)));
-        assert_eq!(q.next_free(ALL), Some(Release::Route(ip(2), 2)));
+        assert!(q.answered(None, t(0)));
+        assert_eq!(q.next_free(ALL, t(0)), Some(Release::Dropped));
+        assert_eq!(q.next_free(ALL, t(0)), Some(Release::Route(ip(2), 1)));
+        assert_eq!(q.next_free(ALL, t(0)), Some(Release::Route(ip(2), 2)));
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_stalled_watermark_holds_an_answer_for_the_limit_counted_from_the_answer() {
+        let a = (ip(2), ip(11));
+        let max = ANSWERED_WAIT_MAX_NS / 1000;
+        let mut q: HostOrder<&str> = HostOrder::new(8);
+        assert!(q.sent_out(a, t(10)));
+        assert_eq!(q.place(a, t(11), ip(2), "data"), Placed::Held);
+        // The slow path answers late, long after the frame came (it was kept off the CPU):
+        // the frame still waits for the watermarks, from its answer on.
+        let answer = t(10 + 3 * max);
+        assert!(q.answered(Some((0, "ctl")), answer));
+        assert_eq!(q.next_free(t(9), answer), None);
+        assert_eq!(q.next_free(t(9), t(10 + 3 * max + max - 1)), None);
+        assert_eq!(q.forced(), 0);
+        // The watermark never moves: it leaves at the limit, counted as forced.
+        assert_eq!(
+            q.next_free(t(9), t(10 + 4 * max)),
+            Some(Release::Send(0, "ctl"))
+        );
+        assert_eq!(q.forced(), 1);
+        assert_eq!(
+            q.next_free(t(9), t(10 + 4 * max)),
+            Some(Release::Route(ip(2), "data"))
+        );
+        // A watermark that passes in time forces nothing.
+        assert!(q.sent_out(a, t(20 * max)));
+        assert!(q.answered(None, t(20 * max)));
+        assert_eq!(
+            q.next_free(t(20 * max), t(20 * max)),
+            Some(Release::Dropped)
+        );
+        assert_eq!(q.forced(), 1);
     }
 }

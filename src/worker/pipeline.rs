@@ -152,10 +152,6 @@ pub struct Pipeline<B> {
     poll_since: Instant,
 }
 
-/// The longest a control frame back from the slow path waits for the workers'
-/// watermarks (`release_ordered`): 20 ms, far above a poll, far below anything TCP notices.
-const ORDER_WAIT_MAX_NS: u64 = 20_000_000;
-
 /// A message for the slow path that carries no frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Notice {
@@ -340,14 +336,14 @@ impl<B: PacketBuf> Pipeline<B> {
         self.bump(Counter::TxBytes, bytes);
     }
 
-    /// The slow path's answer for the oldest control frame this worker gave it. It leaves,
-    /// with what waited behind it, from [`Self::release_ordered`].
-    pub fn slow_path_returned(&mut self, ret: SlowReturn<B>) {
+    /// The slow path's answer, at `now`, for the oldest control frame this worker gave it. It
+    /// leaves, with what waited behind it, from [`Self::release_ordered`].
+    pub fn slow_path_returned(&mut self, ret: SlowReturn<B>, now: Instant) {
         let frame = match ret {
             SlowReturn::Send { port, buf } => Some((port, buf)),
             SlowReturn::Dropped => None,
         };
-        if !self.order.answered(frame) {
+        if !self.order.answered(frame, now) {
             // Cannot happen (every answer has its mark); nothing is sent out of order.
             self.bump(Counter::SlowPathUnexpected, 1);
         }
@@ -359,11 +355,10 @@ impl<B: PacketBuf> Pipeline<B> {
     /// the caller keeps no watermarks), and the frames that waited behind them. Call after
     /// handling every frame handed over so far.
     pub fn release_ordered(&mut self, watermark: Instant, now: Instant, io: &mut impl Io<B>) {
-        // A worker that never empties its queues (overload) would hold control frames back
-        // for good: after ORDER_WAIT_MAX they go anyway (best effort beyond that point).
-        let floor = Instant::from_nanos(now.as_nanos().saturating_sub(ORDER_WAIT_MAX_NS));
-        let watermark = watermark.max(floor);
-        while let Some(r) = self.order.next_free(watermark) {
+        // A watermark that stops moving holds an answered control frame for at most
+        // `order::ANSWERED_WAIT_MAX_NS`; those that leave without it are counted.
+        let forced = self.order.forced();
+        while let Some(r) = self.order.next_free(watermark, now) {
             match r {
                 Release::Send(port, buf) => {
                     self.bump(Counter::SlowPathTx, 1);
@@ -373,6 +368,7 @@ impl<B: PacketBuf> Pipeline<B> {
                 Release::Dropped => {}
             }
         }
+        self.bump(Counter::OrderForced, self.order.forced() - forced);
     }
 
     /// The frames of the polls that follow reached their queues after `since` (the start of

@@ -148,7 +148,11 @@ struct Pending {
 /// full-NAT local ports reserved for active-mode data connections.
 #[derive(Debug)]
 pub struct Helper {
-    conns: HashMap<CtlKey, CtlConn>,
+    /// Boxed: a connection is about 2 KB (two change logs), and inline values would make the
+    /// table itself that big per bucket. A table of thousands of empty 2 KB buckets is touched
+    /// a page at a time as connections land in new buckets, and keeps every page it ever
+    /// touched; boxed, the table holds pointers and freed connections are reused by the next.
+    conns: HashMap<CtlKey, Box<CtlConn>>,
     policies: Vec<Option<Policy>>,
     /// By global server index: the server names its passive ports (DR/TUN).
     ranged: Vec<bool>,
@@ -267,12 +271,14 @@ impl Helper {
             ForwardMethod::Fnat => true,
             ForwardMethod::Dr | ForwardMethod::Tun => false,
         };
-        let conn = self.conns.entry(meta.key).or_insert_with(|| CtlConn {
-            service: meta.service,
-            halves: [Half::new(Side::Client), Half::new(Side::Server)],
-            expects: Vec::new(),
-            auth_pending: false,
-            tls: false,
+        let conn = self.conns.entry(meta.key).or_insert_with(|| {
+            Box::new(CtlConn {
+                service: meta.service,
+                halves: [Half::new(Side::Client), Half::new(Side::Server)],
+                expects: Vec::new(),
+                auth_pending: false,
+                tls: false,
+            })
         });
         let half = conn.halves.get_mut(d).ok_or(DropReason::BadL4Header)?;
         if flags.contains(TcpFlags::SYN) {
