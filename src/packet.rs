@@ -42,7 +42,7 @@ pub trait PacketBuf {
     /// Start loading the first cache line of the frame into the cache.
     fn prefetch_data(&self) {
         if let Some(b) = self.data().first() {
-            crate::dpdk::prefetch(b);
+            crate::cpu::prefetch(b);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The `rvs` command line: `rvs check` on every shipped config, and refusals that name the file,
-//! the field and the fix. No DPDK is started.
+//! the field and the fix. No DPDK is started, but the binary needs the `dpdk` feature.
+#![cfg(all(feature = "dpdk", feature = "bench"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;

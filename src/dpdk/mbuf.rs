@@ -136,7 +136,7 @@ impl PacketBuf for Mbuf {
 
     #[inline(always)]
     fn prefetch_meta(&self) {
-        super::prefetch(self.raw());
+        crate::cpu::prefetch(self.raw());
     }
 
     fn data(&self) -> &[u8] {

@@ -25,7 +25,6 @@
 use std::ffi::CStr;
 use std::fmt;
 
-pub mod cpu;
 pub mod eal;
 pub mod lcore;
 pub mod mbuf;
@@ -33,7 +32,6 @@ pub mod mempool;
 pub mod port;
 pub mod ring;
 
-pub use cpu::{advise_huge_pages, prefetch, prefetch_all};
 pub use eal::{tsc, tsc_hz, version, Eal};
 pub use lcore::{
     launch, lcore_id, main_lcore, socket_id, worker_lcores, LaunchHandle, LAUNCH_PANICKED,

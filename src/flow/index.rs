@@ -24,7 +24,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use super::key::FlowKey;
-use crate::dpdk::{advise_huge_pages, prefetch};
+use crate::cpu::{advise_huge_pages, prefetch};
 
 /// Entries per bucket.
 const WAYS: usize = 7;

@@ -92,7 +92,7 @@ impl FlowTable {
         let capacity = capacity.min((DIR_BIT - 1) as usize);
         let presize = capacity.min(PRESIZE_LIMIT);
         let slots = Vec::with_capacity(presize);
-        crate::dpdk::advise_huge_pages(&slots);
+        crate::cpu::advise_huge_pages(&slots);
         FlowTable {
             index: FlowIndex::with_capacity(2 * presize),
             slots,
@@ -178,7 +178,7 @@ impl FlowTable {
     pub fn prefetch_conn(&self, h: u64) {
         if let Some(v) = self.index.first_candidate(h) {
             if let Some(c) = self.slots.get(decode(v).0 as usize) {
-                crate::dpdk::prefetch_all(c);
+                crate::cpu::prefetch_all(c);
             }
         }
     }
@@ -375,7 +375,7 @@ impl FlowTable {
     fn prefetch_expiry(&self, bucket: &[WheelEntry]) {
         let ahead = |d: usize| bucket.len().checked_sub(d).and_then(|i| bucket.get(i));
         if let Some(c) = ahead(17).and_then(|e| self.slots.get(e.slot as usize)) {
-            crate::dpdk::prefetch_all(c);
+            crate::cpu::prefetch_all(c);
         }
         if let Some(Some(c)) = ahead(9).and_then(|e| self.slots.get(e.slot as usize)) {
             self.index.prefetch(self.index.hash(&c.original_key()));

@@ -28,7 +28,6 @@ use std::time::Duration;
 
 use crossbeam::queue::ArrayQueue;
 
-use crate::dpdk::Mbuf;
 use crate::helper::ftp::ctl::Helper;
 use crate::packet::PacketBuf;
 use crate::stats::SharedBlock;
@@ -67,14 +66,15 @@ pub fn handle<B: PacketBuf>(
     }
 }
 
-/// Everything the slow-path thread owns.
-pub struct SlowPath {
+/// Everything the slow-path thread owns; `B` is the frame buffer (`Mbuf` under `rvs run` and
+/// `rvs bench`).
+pub struct SlowPath<B: PacketBuf> {
     /// The FTP state.
     pub helper: Helper,
     /// One inbox per worker.
-    pub inboxes: Arc<Vec<ArrayQueue<SlowMsg<Mbuf>>>>,
+    pub inboxes: Arc<Vec<ArrayQueue<SlowMsg<B>>>>,
     /// One return ring per worker: its frames go back to it, in order.
-    pub returns: Arc<Vec<ArrayQueue<SlowReturn<Mbuf>>>>,
+    pub returns: Arc<Vec<ArrayQueue<SlowReturn<B>>>>,
     /// Where its counters are published.
     pub shared: Arc<SharedBlock>,
     /// Set when rvs stops.
@@ -90,7 +90,7 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 const SPIN_ROUNDS: u32 = 256;
 const NAP: Duration = Duration::from_micros(50);
 
-impl SlowPath {
+impl<B: PacketBuf> SlowPath<B> {
     /// The thread's loop, until `stop`.
     pub fn run(mut self, clock: impl Fn() -> Instant) {
         let mut next_poll = Instant::ZERO;

@@ -1,7 +1,9 @@
 //! CPU and memory hints for the fast path: cache-line prefetch and transparent huge pages.
 //!
 //! Both are hints only: they never change what memory holds, so they are safe to offer to the
-//! pure core, which calls them without knowing anything else about DPDK.
+//! pure core. They are not DPDK (an x86 intrinsic and `madvise`), so they live here and the core
+//! builds without DPDK. Besides `src/dpdk/`, this is the one file allowed `unsafe`: three blocks,
+//! each with its `// SAFETY:` argument.
 
 /// Ask the CPU to bring the cache line holding `r` into every cache level (a hint: it never
 /// faults, even for memory that is not mapped, and it changes nothing).
