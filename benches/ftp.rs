@@ -18,6 +18,9 @@
 //! included.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../tests/common/frames.rs"]
+mod frames;
+
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -25,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as WallClock};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use etherparse::PacketBuilder;
+use frames::{Tcp, ACK, PSH};
 use rvs::config::{Config, ForwardMethod};
 use rvs::flow::Dir;
 use rvs::helper::ftp::ctl::{CtlKey, CtlMeta, Helper};
@@ -247,15 +250,19 @@ fn frame(m: &CtlMeta, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
         Dir::Reply => (VIP, m.key.client, 21, CPORT),
         Dir::Original => (m.key.client, SERVER, CPORT, 21),
     };
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2([0x02, 0, 0, 0, 0, 0x01], [0x02, 0xcc, 0, 0, 0, 0x10])
-        .ipv4(src.octets(), dst.octets(), 63)
-        .tcp(sport, dport, seq, 65_535)
-        .ack(ack)
-        .psh()
-        .write(&mut out, payload)
-        .unwrap();
-    out
+    let t = Tcp {
+        src: src.octets(),
+        dst: dst.octets(),
+        ttl: 63,
+        sport,
+        dport,
+        seq,
+        ack,
+        flags: ACK | PSH,
+        payload: payload.to_vec(),
+        ..Tcp::default()
+    };
+    t.frame([0x02, 0, 0, 0, 0, 0x01], [0x02, 0xcc, 0, 0, 0, 0x10])
 }
 
 /// Offset of the TCP sequence number in an option-less frame.

@@ -18,13 +18,16 @@
 //! no FTP or full-NAT services on this path.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../tests/common/frames.rs"]
+mod frames;
+
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant as WallClock};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use etherparse::PacketBuilder;
+use frames::{tcp_flags, Tcp, ACK};
 use rvs::config::Config;
 use rvs::stats::{Counter, Layout};
 use rvs::time::Instant;
@@ -158,7 +161,8 @@ fn clients(n: usize, seed: u64) -> Vec<(Ipv4Addr, u16)> {
     out
 }
 
-/// A TCP segment. `flags`: S(YN), A(CK), P(SH).
+/// A TCP segment carrying `payload` bytes. `flags`: S(YN), A(CK), P(SH); with ACK it
+/// acknowledges 2000.
 fn tcp(
     macs: ([u8; 6], MacAddr),
     src: (Ipv4Addr, u16),
@@ -166,21 +170,19 @@ fn tcp(
     flags: &str,
     payload: usize,
 ) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(macs.0, macs.1 .0)
-        .ipv4(src.0.octets(), dst.0.octets(), 64)
-        .tcp(src.1, dst.1, 1_000, 65_535);
-    for f in flags.chars() {
-        b = match f {
-            'S' => b.syn(),
-            'A' => b.ack(2_000),
-            'P' => b.psh(),
-            _ => b,
-        };
-    }
-    let data = vec![0x5a; payload];
-    let mut out = Vec::new();
-    b.write(&mut out, &data).unwrap();
-    out
+    let flags = tcp_flags(flags);
+    let t = Tcp {
+        src: src.0.octets(),
+        dst: dst.0.octets(),
+        sport: src.1,
+        dport: dst.1,
+        seq: 1_000,
+        ack: if flags & ACK != 0 { 2_000 } else { 0 },
+        flags,
+        payload: vec![0x5a; payload],
+        ..Tcp::default()
+    };
+    t.frame(macs.0, macs.1 .0)
 }
 
 /// A client's request and the server's full-size reply on an established flow, as frames.

@@ -13,13 +13,16 @@
 //! 54-byte copy; payloads stay hot in cache, unlike frames fresh from a NIC.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../tests/common/frames.rs"]
+mod frames;
+
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use etherparse::PacketBuilder;
+use frames::{Tcp, ACK, PSH};
 use rvs::config::Config;
 use rvs::stats::{DropReason, Layout};
 use rvs::time::Instant;
@@ -36,16 +39,18 @@ const HEADERS: usize = 14 + 20 + 20;
 
 /// A client → VIP TCP segment (ACK|PSH) carrying `payload` bytes.
 fn segment(dst: [u8; 4], payload: usize) -> Vec<u8> {
-    let data: Vec<u8> = (0..payload).map(|i| i as u8).collect();
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2([0x02, 0xcc, 0, 0, 0, 0x10], PORT_MAC.0)
-        .ipv4(CLIENT, dst, 64)
-        .tcp(40_000, 80, 1_000, 65_535)
-        .ack(2_000)
-        .psh()
-        .write(&mut out, &data)
-        .unwrap();
-    out
+    let t = Tcp {
+        src: CLIENT,
+        dst,
+        sport: 40_000,
+        dport: 80,
+        seq: 1_000,
+        ack: 2_000,
+        flags: ACK | PSH,
+        payload: (0..payload).map(|i| i as u8).collect(),
+        ..Tcp::default()
+    };
+    t.frame([0x02, 0xcc, 0, 0, 0, 0x10], PORT_MAC.0)
 }
 
 /// The two frame sizes measured: a bare ACK and a full-MSS data segment.

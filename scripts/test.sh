@@ -50,7 +50,7 @@ step "tier pure: unit, pipeline, ftp pipeline, wire fuzz, cli"
 cargo test "${FEATURES[@]}" --workspace --lib --bins --test pipeline --test ftp_pipeline --test wire_fuzz --test cli
 
 step "tier dpdk: net_ring and net_pcap vdevs"
-cargo test "${FEATURES[@]}" --test dpdk_vdev --test pcap_tier --test pcap_ftp --test runtime_vdev --test bench_smoke -- --test-threads=1
+cargo test "${FEATURES[@]}" --test dpdk_vdev --test pcap_nat --test pcap_workers --test pcap_dr_tun --test pcap_ftp --test runtime_vdev --test bench_smoke -- --test-threads=1
 
 step "tier lab: network namespaces with kernel peers"
 cargo test "${FEATURES[@]}" --test lab_tier --test lab_dr --test lab_ftp --test lab_kernel_compare -- --test-threads=1

@@ -6,6 +6,10 @@
 //!
 //! The EAL can be initialised once per process, so every check lives in one `#[test]`, in steps.
 
+#[path = "common/frames.rs"]
+mod frames;
+
+use frames::{eth, BROADCAST};
 use rvs::dpdk::{self, Eal, Mbuf, Mempool, Port, PortConfig, DEFAULT_DATA_ROOM, HEADROOM};
 use rvs::packet::PacketBuf;
 
@@ -30,16 +34,11 @@ fn eal_args() -> Vec<String> {
 }
 
 /// A recognisable Ethernet frame: broadcast dst, fixed src, type 0x88b5 (local experimental),
-/// then `i` and a pattern, `len` bytes in all.
+/// then `i` and a pattern (each byte its offset in the frame XOR `i`), `len` bytes in all.
 fn frame(i: u16, len: usize) -> Vec<u8> {
-    let mut f = vec![
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 1, 0x88, 0xb5,
-    ];
-    f.extend_from_slice(&i.to_be_bytes());
-    while f.len() < len {
-        f.push((f.len() as u8) ^ (i as u8));
-    }
-    f
+    let mut payload = i.to_be_bytes().to_vec();
+    payload.extend((16..len).map(|at| (at as u8) ^ (i as u8)));
+    eth([0x02, 0, 0, 0, 0, 1], BROADCAST, 0x88b5, &payload)
 }
 
 fn mbuf_with(pool: &Mempool, bytes: &[u8]) -> Mbuf {

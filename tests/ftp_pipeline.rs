@@ -5,12 +5,15 @@
 //! made from expectations, refusals counted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/frames.rs"]
+mod frames;
+
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use frames::{parse_tcp, sack_option, tcp_flags, Ip, IpFrame, Mac, Tcp, ACK};
 use rvs::config::Config;
 use rvs::helper::ftp::ctl::Helper;
 use rvs::helper::ftp::expect::Expectations;
@@ -176,7 +179,7 @@ impl Rig {
         std::mem::take(&mut self.io.sent)
     }
 
-    fn one(&mut self, port: u16, frame: Vec<u8>) -> Seg {
+    fn one(&mut self, port: u16, frame: Vec<u8>) -> IpFrame {
         let out = self.put(port, frame);
         assert_eq!(out.len(), 1, "one frame out, got {}", out.len());
         seg(&out[0].1)
@@ -196,75 +199,20 @@ impl Rig {
     }
 }
 
-/// A decoded TCP segment, checksums verified.
-#[derive(Debug, Clone)]
-struct Seg {
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    sport: u16,
-    dport: u16,
-    seq: u32,
-    ack: u32,
-    syn: bool,
-    fin: bool,
-    payload: Vec<u8>,
-    sack: Vec<(u32, u32)>,
+/// A decoded TCP segment, every checksum and length verified.
+fn seg(frame: &[u8]) -> IpFrame {
+    let s = parse_tcp(frame).unwrap_or_else(|e| panic!("{e}"));
+    s.assert_valid("segment");
+    s
 }
 
-fn seg(frame: &[u8]) -> Seg {
-    let s = SlicedPacket::from_ethernet(frame).expect("decodes");
-    let Some(NetSlice::Ipv4(ip)) = &s.net else {
-        panic!("not IPv4")
-    };
-    let h = ip.header();
-    assert_eq!(
-        h.to_header().calc_header_checksum(),
-        h.header_checksum(),
-        "IP checksum"
-    );
-    assert_eq!(
-        usize::from(h.total_len()),
-        frame.len() - 14,
-        "IP total length"
-    );
-    let (src, dst) = (h.source_addr(), h.destination_addr());
-    let Some(TransportSlice::Tcp(t)) = &s.transport else {
-        panic!("not TCP")
-    };
-    let th = t.to_header();
-    assert_eq!(
-        th.calc_checksum_ipv4(&ip.header().to_header(), t.payload())
-            .unwrap(),
-        t.checksum(),
-        "TCP checksum"
-    );
-    let mut sack = Vec::new();
-    for o in th.options_iterator() {
-        if let Ok(etherparse::TcpOptionElement::SelectiveAcknowledgement(first, rest)) = o {
-            sack.push(first);
-            sack.extend(rest.iter().flatten().copied());
-        }
-    }
-    Seg {
-        src,
-        dst,
-        sport: t.source_port(),
-        dport: t.destination_port(),
-        seq: t.sequence_number(),
-        ack: t.acknowledgment_number(),
-        syn: t.syn(),
-        fin: t.fin(),
-        payload: t.payload().to_vec(),
-        sack,
-    }
-}
-
-/// A TCP segment on the wire. `flags`: S(YN) A(CK) F(IN) R(ST) P(SH).
+/// A TCP segment on the wire. `flags`: S(YN) A(CK) F(IN) R(ST) P(SH); `ack` is sent only with
+/// ACK; `sack` blocks, if any, in a SACK option.
 #[allow(clippy::too_many_arguments)]
 fn tcp(
-    mac: ([u8; 6], MacAddr),
-    src: [u8; 4],
-    dst: [u8; 4],
+    mac: (Mac, MacAddr),
+    src: Ip,
+    dst: Ip,
     ports: (u16, u16),
     seq: u32,
     ack: u32,
@@ -272,36 +220,24 @@ fn tcp(
     payload: &[u8],
     sack: &[(u32, u32)],
 ) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(mac.0, mac.1 .0)
-        .ipv4(src, dst, 64)
-        .tcp(ports.0, ports.1, seq, 65535);
-    for f in flags.chars() {
-        b = match f {
-            'S' => b.syn(),
-            'A' => b.ack(ack),
-            'F' => b.fin(),
-            'R' => b.rst(),
-            'P' => b.psh(),
-            _ => b,
-        };
-    }
-    if !sack.is_empty() {
-        let mut opts = vec![
-            etherparse::TcpOptionElement::Noop,
-            etherparse::TcpOptionElement::Noop,
-        ];
-        let mut rest = [None, None, None];
-        for (i, s) in sack.iter().skip(1).enumerate() {
-            rest[i] = Some(*s);
-        }
-        opts.push(etherparse::TcpOptionElement::SelectiveAcknowledgement(
-            sack[0], rest,
-        ));
-        b = b.options(&opts).unwrap();
-    }
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
+    let flags = tcp_flags(flags);
+    let t = Tcp {
+        src,
+        dst,
+        sport: ports.0,
+        dport: ports.1,
+        seq,
+        ack: if flags & ACK != 0 { ack } else { 0 },
+        flags,
+        options: if sack.is_empty() {
+            Vec::new()
+        } else {
+            sack_option(sack)
+        },
+        payload: payload.to_vec(),
+        ..Tcp::default()
+    };
+    t.frame(mac.0, mac.1 .0)
 }
 
 const C_ISN: u32 = 1_000;
@@ -312,9 +248,9 @@ const CPORT: u16 = 40_000;
 /// and the server's next sequence numbers.
 struct Ctl {
     vip: [u8; 4],
-    server: Ipv4Addr,
+    server: Ip,
     /// Where the server sees the client (the client itself, or the local address in full NAT).
-    peer: (Ipv4Addr, u16),
+    peer: (Ip, u16),
     c_next: u32,
     s_next: u32,
 }
@@ -343,8 +279,8 @@ fn server_seg(
 ) -> Vec<u8> {
     tcp(
         (PEER_S1, SERVER_MAC),
-        c.server.octets(),
-        c.peer.0.octets(),
+        c.server,
+        c.peer.0,
         (21, c.peer.1),
         seq,
         ack,
@@ -366,11 +302,11 @@ fn connect_isn(r: &mut Rig, vip: [u8; 4], s_isn: u32) -> Ctl {
     assert!(syn.syn);
     if vip == VIP_DR {
         // DR leaves the IP header alone: the server is told by the destination MAC.
-        assert_eq!(syn.dst, Ipv4Addr::from(VIP_DR));
+        assert_eq!(syn.dst, VIP_DR);
         syn.dst = if out[0].1[5] == 0x11 {
-            Ipv4Addr::from(S1)
+            S1
         } else {
-            Ipv4Addr::new(198, 51, 100, 12)
+            [198, 51, 100, 12]
         };
     }
     let mut c = Ctl {
@@ -385,7 +321,7 @@ fn connect_isn(r: &mut Rig, vip: [u8; 4], s_isn: u32) -> Ctl {
     }
     let sa = r.one(1, server_seg(&c, s_isn, C_ISN + 1, "SA", b"", &[]));
     assert!(sa.syn);
-    assert_eq!(sa.src, Ipv4Addr::from(vip), "the client sees the VIP");
+    assert_eq!(sa.src, vip, "the client sees the VIP");
     let banner = b"220 rvs-srv\r\n";
     let b = r.one(1, server_seg(&c, c.s_next, c.c_next, "AP", banner, &[]));
     assert_eq!(b.payload, banner);
@@ -394,14 +330,14 @@ fn connect_isn(r: &mut Rig, vip: [u8; 4], s_isn: u32) -> Ctl {
 }
 
 /// The client sends a command line; returns what the server got.
-fn command(r: &mut Rig, c: &mut Ctl, line: &[u8]) -> Seg {
+fn command(r: &mut Rig, c: &mut Ctl, line: &[u8]) -> IpFrame {
     let s = r.one(0, client_seg(c.vip, c.c_next, c.s_next, "AP", line));
     c.c_next += line.len() as u32;
     s
 }
 
 /// The server sends a reply line; returns what the client got.
-fn reply(r: &mut Rig, c: &mut Ctl, line: &[u8]) -> Seg {
+fn reply(r: &mut Rig, c: &mut Ctl, line: &[u8]) -> IpFrame {
     let s = r.one(1, server_seg(c, c.s_next, c.c_next, "AP", line, &[]));
     c.s_next += line.len() as u32;
     s
@@ -411,8 +347,8 @@ fn reply(r: &mut Rig, c: &mut Ctl, line: &[u8]) -> Seg {
 fn nat_passive_227_is_rewritten_sequence_adjusted_and_opens_one_data_connection() {
     let mut r = Rig::new();
     let mut c = connect(&mut r, VIP_NAT);
-    assert_eq!(c.peer, (Ipv4Addr::from(CLIENT), CPORT));
-    let srv = c.server.octets();
+    assert_eq!(c.peer, (CLIENT, CPORT));
+    let srv = c.server;
     let pasv = command(&mut r, &mut c, b"PASV\r\n");
     assert_eq!(pasv.payload, b"PASV\r\n");
     let before = c.s_next;
@@ -529,7 +465,7 @@ fn two_sessions_of_one_client_never_share_a_passive_vip_port() {
                 &[],
             ),
         );
-        let srv = syn.dst.octets();
+        let srv = syn.dst;
         let from_server = |seq: u32, flags: &str, data: &[u8]| {
             tcp(
                 (PEER_S1, SERVER_MAC),
@@ -624,7 +560,7 @@ fn used_expectations_free_the_cap_before_the_slow_path_polls() {
     let mut r = Rig::new();
     r.poll_helper = false;
     let mut c = connect(&mut r, VIP_NAT);
-    let srv = c.server.octets();
+    let srv = c.server;
     // Five passive transfers in a row within one poll interval, with a cap of 2.
     for k in 0..5u16 {
         let port = 10_000 + k;
@@ -671,7 +607,7 @@ fn nat_active_port_lets_the_server_connect_back_as_the_vip() {
         1,
         tcp(
             (PEER_S1, SERVER_MAC),
-            c.server.octets(),
+            c.server,
             CLIENT,
             (20, 51_210),
             9,
@@ -683,7 +619,7 @@ fn nat_active_port_lets_the_server_connect_back_as_the_vip() {
     );
     assert_eq!(
         (syn.src, syn.sport, syn.dst, syn.dport),
-        (Ipv4Addr::from(VIP_NAT), 20, Ipv4Addr::from(CLIENT), 51_210)
+        (VIP_NAT, 20, CLIENT, 51_210)
     );
     // The client's answer goes back to the server.
     let sa = r.one(
@@ -710,7 +646,7 @@ fn nat_active_port_lets_the_server_connect_back_as_the_vip() {
 /// Open an active-mode data connection for `c` through rvs: PORT, the server's SYN from :20 to
 /// the client's `cport` (to `to` in full NAT), the client's SYN-ACK; then close it both ways.
 /// Returns how the client saw the server's SYN.
-fn active_round(r: &mut Rig, c: &mut Ctl, cport: u16, fnat: bool) -> Seg {
+fn active_round(r: &mut Rig, c: &mut Ctl, cport: u16, fnat: bool) -> IpFrame {
     let line = format!("PORT 203,0,113,10,{},{}\r\n", cport >> 8, cport & 255);
     let got = command(r, c, line.as_bytes());
     let to = if fnat {
@@ -724,7 +660,7 @@ fn active_round(r: &mut Rig, c: &mut Ctl, cport: u16, fnat: bool) -> Seg {
     } else {
         (CLIENT, cport)
     };
-    let srv = c.server.octets();
+    let srv = c.server;
     let server = |flags: &str, seq: u32| {
         tcp(
             (PEER_S1, SERVER_MAC),
@@ -768,7 +704,7 @@ fn active_data_connections_reusing_the_clients_port_replace_the_closed_flow() {
             let syn = active_round(&mut r, &mut c, 51_210, fnat);
             assert_eq!(
                 (syn.src, syn.sport, syn.dst, syn.dport),
-                (Ipv4Addr::from(vip), 20, Ipv4Addr::from(CLIENT), 51_210),
+                (vip, 20, CLIENT, 51_210),
                 "round {round}, fnat {fnat}"
             );
         }
@@ -804,11 +740,7 @@ fn dr_active_mode_sends_the_clients_answer_to_the_control_server() {
             ),
         );
         assert_eq!(out.len(), 1, "round {round}");
-        let want = if c.server == Ipv4Addr::from(S1) {
-            0x11
-        } else {
-            0x12
-        };
+        let want = if c.server == S1 { 0x11 } else { 0x12 };
         assert_eq!(
             out[0].1[5], want,
             "round {round}: to the control connection's server"
@@ -857,7 +789,7 @@ fn dr_active_mode_sends_the_clients_answer_to_the_control_server() {
 fn tunnelled_to(frame: &[u8]) -> Ipv4Addr {
     assert_eq!(frame[23], 4, "IP-in-IP");
     let inner = seg(&[&frame[..14], &frame[34..]].concat());
-    assert_eq!(inner.dst, Ipv4Addr::from(VIP_TUN));
+    assert_eq!(inner.dst, VIP_TUN);
     Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33])
 }
 
@@ -923,7 +855,7 @@ fn tun_control_streams_are_read_inside_the_tunnel_and_pin_passive_data() {
 fn a_control_connection_outlives_its_busy_data_connection() {
     let mut r = Rig::new();
     let mut c = connect(&mut r, VIP_NAT);
-    let srv = c.server.octets();
+    let srv = c.server;
     let line = format!(
         "227 ({},{},{},{},39,16)\r\n",
         srv[0], srv[1], srv[2], srv[3]
@@ -999,7 +931,7 @@ fn a_dr_pin_is_not_taken_by_a_new_control_connection() {
 fn fnat_active_port_is_rewritten_to_a_local_address_and_mapped_back() {
     let mut r = Rig::new();
     let mut c = connect(&mut r, VIP_FNAT);
-    assert_eq!(c.peer.0, Ipv4Addr::from(LADDR));
+    assert_eq!(c.peer.0, LADDR);
     let line = b"PORT 203,0,113,10,200,10\r\n";
     let got = command(&mut r, &mut c, line);
     let text = String::from_utf8(got.payload.clone()).unwrap();
@@ -1023,7 +955,7 @@ fn fnat_active_port_is_rewritten_to_a_local_address_and_mapped_back() {
         1,
         tcp(
             (PEER_S1, SERVER_MAC),
-            c.server.octets(),
+            c.server,
             LADDR,
             (20, lport),
             9,
@@ -1035,7 +967,7 @@ fn fnat_active_port_is_rewritten_to_a_local_address_and_mapped_back() {
     );
     assert_eq!(
         (syn.src, syn.sport, syn.dst, syn.dport),
-        (Ipv4Addr::from(VIP_FNAT), 20, Ipv4Addr::from(CLIENT), 51_210)
+        (VIP_FNAT, 20, CLIENT, 51_210)
     );
     let back = r.one(
         0,
@@ -1053,7 +985,7 @@ fn fnat_active_port_is_rewritten_to_a_local_address_and_mapped_back() {
     );
     assert_eq!(
         (back.src, back.sport, back.dst, back.dport),
-        (Ipv4Addr::from(LADDR), lport, c.server, 20)
+        (LADDR, lport, c.server, 20)
     );
 }
 
@@ -1084,10 +1016,7 @@ fn fnat_passive_uses_a_fresh_local_port() {
             &[],
         ),
     );
-    assert_eq!(
-        (syn.src, syn.dst, syn.dport),
-        (Ipv4Addr::from(LADDR), c.server, 10_042)
-    );
+    assert_eq!((syn.src, syn.dst, syn.dport), (LADDR, c.server, 10_042));
 }
 
 #[test]
@@ -1118,7 +1047,7 @@ fn dr_pasv_pins_the_next_data_connection_to_the_control_server() {
         assert_eq!(syn.len(), 1);
         // DR keeps the IP header: the frame goes to the server's MAC.
         let mac: [u8; 6] = syn[0].1[0..6].try_into().unwrap();
-        let want = if server == Ipv4Addr::from(S1) {
+        let want = if server == S1 {
             [0x02, 0x55, 0, 0, 0, 0x11]
         } else {
             [0x02, 0x55, 0, 0, 0, 0x12]
@@ -1137,7 +1066,7 @@ fn dr_pasv_pins_the_next_data_connection_to_the_control_server() {
 fn a_227_split_across_segments_is_held_back_until_whole() {
     let mut r = Rig::new();
     let mut c = connect(&mut r, VIP_NAT);
-    let srv = c.server.octets();
+    let srv = c.server;
     let line = format!(
         "227 Entering Passive Mode ({},{},{},{},39,17)\r\n",
         srv[0], srv[1], srv[2], srv[3]
@@ -1179,7 +1108,7 @@ fn auth_tls_stops_parsing_for_good() {
     command(&mut r, &mut c, b"AUTH TLS\r\n");
     reply(&mut r, &mut c, b"234 Proceed with negotiation.\r\n");
     assert_eq!(r.ftp(0, FtpCounter::TlsFallbacks), 1);
-    let srv = c.server.octets();
+    let srv = c.server;
     let line = format!(
         "227 ({},{},{},{},39,16)\r\n",
         srv[0], srv[1], srv[2], srv[3]
@@ -1193,7 +1122,7 @@ fn auth_tls_stops_parsing_for_good() {
 fn expectations_lapse_and_are_counted() {
     let mut r = Rig::new();
     let mut c = connect(&mut r, VIP_NAT);
-    let srv = c.server.octets();
+    let srv = c.server;
     let line = format!(
         "227 ({},{},{},{},39,18)\r\n",
         srv[0], srv[1], srv[2], srv[3]
@@ -1302,7 +1231,7 @@ mod any_segmentation {
         ) {
             let mut r = Rig::new();
             let c = connect_isn(&mut r, VIP_NAT, s_isn);
-            let (orig, want, n227) = lines(&kinds, c.server.octets());
+            let (orig, want, n227) = lines(&kinds, c.server);
             let base = c.s_next; // server sequence number of orig[0]
             let shift_base = base; // the banner was not rewritten: same base on both sides
             let mut recv: Vec<Option<u8>> = vec![None; want.len()];
@@ -1422,7 +1351,7 @@ fn two_workers_keep_a_host_pairs_frames_in_order_around_the_slow_path() {
     // PORT, then the server's data connection: its SYN and the client's SYN-ACK.
     let line = format!("PORT 203,0,113,10,{},{}\r\n", cport >> 8, cport & 255);
     command(&mut r, &mut c, line.as_bytes());
-    let srv = c.server.octets();
+    let srv = c.server;
     let data = |flags: &str, seq: u32, payload: &[u8]| {
         tcp(
             (PEER_S1, SERVER_MAC),
@@ -1512,7 +1441,7 @@ fn two_workers_keep_a_host_pairs_frames_in_order_around_the_slow_path() {
     assert!(r.io.sent.is_empty(), "answers alone send nothing");
     // The other worker has passed t=3 only: the 150 and what followed it leave, the 226 not.
     r.p.release_ordered(ms(3), ms(5), &mut r.io);
-    let out: Vec<Seg> = r.io.sent.drain(..).map(|(_, f)| seg(&f)).collect();
+    let out: Vec<IpFrame> = r.io.sent.drain(..).map(|(_, f)| seg(&f)).collect();
     assert_eq!(out.len(), 4, "{out:?}");
     assert_eq!(out[0].payload, l150);
     assert_eq!((out[1].sport, out[1].payload.len()), (20, 0), "the ACK");
@@ -1521,10 +1450,10 @@ fn two_workers_keep_a_host_pairs_frames_in_order_around_the_slow_path() {
         out[3].fin && out[3].sport == 20,
         "the FIN, which may have come before the 226"
     );
-    assert!(out.iter().all(|s| s.dst == Ipv4Addr::from(CLIENT)));
+    assert!(out.iter().all(|s| s.dst == CLIENT));
     assert_eq!(r.p.held(), 1, "the 226 waits for the other worker");
     r.p.release_ordered(ms(4), ms(5), &mut r.io);
-    let out: Vec<Seg> = r.io.sent.drain(..).map(|(_, f)| seg(&f)).collect();
+    let out: Vec<IpFrame> = r.io.sent.drain(..).map(|(_, f)| seg(&f)).collect();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].payload, l226);
     assert_eq!(r.p.held(), 0);

@@ -59,54 +59,44 @@
 //! and then checked by flow and content, never by position: the slow path's frames leave
 //! interleaved with the worker's own in whatever order the threads ran.
 //!
-//! The pcap PMD and MAC facts (`02:70:63:61:70:<n>`) are those `tests/pcap_tier.rs` relies on.
+//! The pcap PMD and MAC facts (`02:70:63:61:70:<n>`) are those of `tests/common/pcap_run.rs`,
+//! which runs rvs here too.
 
-// The writer of whole files (`pcap::write`) is not used here: the inputs are pipes.
-#[allow(dead_code)]
+#[path = "common/frames.rs"]
+mod frames;
 #[path = "common/pcap.rs"]
 mod pcap;
+#[path = "common/pcap_run.rs"]
+mod pcap_run;
+#[path = "common/tshark.rs"]
+mod tshark;
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 use serde_json::Value;
 
-use pcap::{checksum, eth, hex, Run};
-
-type Mac = [u8; 6];
-type Ip = [u8; 4];
+use frames::{arp_frame, ip_id, parse_tcp, Ip, IpFrame, Mac, Tcp, ACK, PSH, SYN};
+use pcap_run::{
+    nonzero_drops, Run, CLIENT, CLIENT_MAC, CLIENT_PORT_ADDR, CLIENT_PORT_MAC, SERVER_PORT_ADDR,
+    SERVER_PORT_MAC, SRV11, SRV11_MAC, SRV12, SRV12_MAC, STRANGER_MAC,
+};
+use tshark::{ip_str, tshark, Decoded};
 
 // ---------------------------------------------------------------------------------------------
-// The lab.
+// The lab: the port addresses, the client and the servers are `pcap_run`'s.
 
-/// `net_pcap0`'s MAC (the client port).
-const CLIENT_PORT_MAC: Mac = [0x02, 0x70, 0x63, 0x61, 0x70, 0x00];
-/// `net_pcap1`'s MAC (the server port).
-const SERVER_PORT_MAC: Mac = [0x02, 0x70, 0x63, 0x61, 0x70, 0x01];
-const CLIENT_MAC: Mac = [0x02, 0, 0, 0, 0, 0x02];
-const SRV11_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0x11];
-const SRV12_MAC: Mac = [0x02, 0, 0, 0, 0x01, 0x12];
-/// Nobody's MAC: the fillers go to it and are dropped as `other_mac`.
-const STRANGER_MAC: Mac = [0x02, 0, 0, 0, 0x99, 0x99];
-
-const CLIENT_PORT_ADDR: Ip = [203, 0, 113, 1];
-const SERVER_PORT_ADDR: Ip = [198, 51, 100, 1];
-const CLIENT: Ip = [203, 0, 113, 2];
 /// "203,0,113,5" is two characters shorter than "198,51,100,11": every 227 rewrite shrinks.
 const VIP_NAT: Ip = [203, 0, 113, 5];
 const VIP_FNAT: Ip = [203, 0, 113, 6];
 /// The full-NAT service's local address, on the server subnet.
 const LADDR: Ip = [198, 51, 100, 2];
-const SRV11: Ip = [198, 51, 100, 11];
-const SRV12: Ip = [198, 51, 100, 12];
 /// Named by the refused PORT.
 const OTHER_CLIENT: Ip = [203, 0, 113, 99];
 /// Named by the refused 227.
@@ -156,14 +146,7 @@ control_ports = [21]
 address = "198.51.100.12"
 "#;
 
-const SYN: u8 = 0x02;
-const PSH: u8 = 0x08;
-const ACK: u8 = 0x10;
 const DATA: u8 = ACK | PSH;
-
-const ETH_IPV4: u16 = 0x0800;
-const ETH_ARP: u16 = 0x0806;
-const PROTO_TCP: u8 = 6;
 
 /// IP identifications: the session's frames count up from here, the fillers from `ID_FILLER`.
 const ID_FIRST: u16 = 0x1000;
@@ -174,56 +157,6 @@ const FTP_ACTIVE_FIRST: u16 = 61440;
 
 /// How long one awaited frame may take (the first one includes the EAL's start-up).
 const WAIT: Duration = Duration::from_secs(20);
-
-// ---------------------------------------------------------------------------------------------
-// Frame builders (our own; etherparse and tshark judge what comes out).
-
-/// An IPv4 datagram (no options, DF clear, TTL 64) with a correct header checksum.
-fn ipv4(src: Ip, dst: Ip, id: u16, payload: &[u8]) -> Vec<u8> {
-    let total = (20 + payload.len()) as u16;
-    let mut d = vec![0x45, 0];
-    d.extend_from_slice(&total.to_be_bytes());
-    d.extend_from_slice(&id.to_be_bytes());
-    d.extend_from_slice(&[0, 0, 64, PROTO_TCP, 0, 0]);
-    d.extend_from_slice(&src);
-    d.extend_from_slice(&dst);
-    let ck = checksum(&d);
-    d[10..12].copy_from_slice(&ck.to_be_bytes());
-    d.extend_from_slice(payload);
-    d
-}
-
-/// A TCP segment carrying `payload`, checksum filled.
-#[allow(clippy::too_many_arguments)]
-fn tcp(
-    src: Ip,
-    dst: Ip,
-    sport: u16,
-    dport: u16,
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut s = Vec::with_capacity(20 + payload.len());
-    s.extend_from_slice(&sport.to_be_bytes());
-    s.extend_from_slice(&dport.to_be_bytes());
-    s.extend_from_slice(&seq.to_be_bytes());
-    s.extend_from_slice(&ack.to_be_bytes());
-    s.extend_from_slice(&[0x50, flags]);
-    s.extend_from_slice(&64240u16.to_be_bytes());
-    s.extend_from_slice(&[0, 0, 0, 0]);
-    s.extend_from_slice(payload);
-    let mut pseudo = Vec::with_capacity(12 + s.len());
-    pseudo.extend_from_slice(&src);
-    pseudo.extend_from_slice(&dst);
-    pseudo.extend_from_slice(&[0, PROTO_TCP]);
-    pseudo.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    pseudo.extend_from_slice(&s);
-    let ck = checksum(&pseudo);
-    s[16..18].copy_from_slice(&ck.to_be_bytes());
-    s
-}
 
 fn server_mac(ip: Ip) -> Mac {
     match ip {
@@ -263,92 +196,6 @@ fn host_port(line: &[u8]) -> Option<(Ip, u16)> {
     };
     let ip = [a, b, c, d].map(|x| x as u8);
     Some((ip, hi * 256 + lo))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Reading frames (etherparse).
-
-/// A TCP/IPv4 frame as etherparse reads it, with what its checksums and lengths are worth.
-#[derive(Clone, Debug)]
-struct Seg {
-    eth_dst: Mac,
-    eth_src: Mac,
-    src: Ip,
-    dst: Ip,
-    id: u16,
-    ttl: u8,
-    sport: u16,
-    dport: u16,
-    seq: u32,
-    ack: u32,
-    syn: bool,
-    has_ack: bool,
-    fin: bool,
-    payload: Vec<u8>,
-    ip_checksum_ok: bool,
-    tcp_checksum_ok: bool,
-    /// IPv4 total length = the frame minus its Ethernet header.
-    length_ok: bool,
-}
-
-impl Seg {
-    /// Every checksum and length right (etherparse's arithmetic, not ours).
-    fn assert_valid(&self, what: &str) {
-        assert!(self.ip_checksum_ok, "{what}: IP header checksum ({self:?})");
-        assert!(self.tcp_checksum_ok, "{what}: TCP checksum ({self:?})");
-        assert!(self.length_ok, "{what}: IP total length ({self:?})");
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.payload).into_owned()
-    }
-
-    /// Sequence space taken: payload plus one for SYN or FIN.
-    fn span(&self) -> u32 {
-        self.payload.len() as u32 + u32::from(self.syn) + u32::from(self.fin)
-    }
-}
-
-fn seg(f: &[u8]) -> Result<Seg, String> {
-    let s = SlicedPacket::from_ethernet(f).map_err(|e| format!("etherparse: {e}: {}", hex(f)))?;
-    let Some(LinkSlice::Ethernet2(e)) = &s.link else {
-        return Err(format!("not Ethernet II: {}", hex(f)));
-    };
-    let Some(NetSlice::Ipv4(ip)) = &s.net else {
-        return Err(format!("not IPv4: {}", hex(f)));
-    };
-    let Some(TransportSlice::Tcp(t)) = &s.transport else {
-        return Err(format!("not TCP: {}", hex(f)));
-    };
-    let h = ip.header();
-    let tcp_ck = t
-        .to_header()
-        .calc_checksum_ipv4_raw(h.source(), h.destination(), t.payload())
-        .map_err(|e| format!("TCP checksum: {e}"))?;
-    Ok(Seg {
-        eth_dst: e.destination(),
-        eth_src: e.source(),
-        src: h.source(),
-        dst: h.destination(),
-        id: h.identification(),
-        ttl: h.ttl(),
-        sport: t.source_port(),
-        dport: t.destination_port(),
-        seq: t.sequence_number(),
-        ack: t.acknowledgment_number(),
-        syn: t.syn(),
-        has_ack: t.ack(),
-        fin: t.fin(),
-        payload: t.payload().to_vec(),
-        ip_checksum_ok: h.to_header().calc_header_checksum() == h.header_checksum(),
-        tcp_checksum_ok: tcp_ck == t.checksum(),
-        length_ok: usize::from(h.total_len()) + 14 == f.len(),
-    })
-}
-
-fn ip_id(f: &[u8]) -> Option<u16> {
-    (f.len() >= 34 && f[12..14] == ETH_IPV4.to_be_bytes())
-        .then(|| u16::from_be_bytes([f[18], f[19]]))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -445,7 +292,7 @@ impl Flow {
                 self.vip
                     .expect("the client does not know where to send yet"),
                 self.c_ack,
-                (CLIENT_PORT_MAC, CLIENT_MAC),
+                (CLIENT_MAC, CLIENT_PORT_MAC),
             ),
             Side::Server => {
                 let server = self.server.expect("server not learnt yet");
@@ -453,17 +300,29 @@ impl Flow {
                     server,
                     self.peer.expect("peer not learnt yet"),
                     self.s_ack,
-                    (SERVER_PORT_MAC, server_mac(server.0)),
+                    (server_mac(server.0), SERVER_PORT_MAC),
                 )
             }
         };
         let ack = if flags & ACK != 0 { ack } else { 0 };
-        let seg = tcp(src, dst, sport, dport, seq, ack, flags, payload);
-        eth(macs.0, macs.1, ETH_IPV4, &ipv4(src, dst, id, &seg))
+        let payload = payload.to_vec();
+        let t = Tcp {
+            src,
+            dst,
+            id,
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+            payload,
+            ..Tcp::default()
+        };
+        t.frame(macs.0, macs.1)
     }
 
     /// `from`'s segment came out of rvs as `out`: learn the far end, move both ends on.
-    fn delivered(&mut self, from: Side, sent: &Seg, out: &Seg) {
+    fn delivered(&mut self, from: Side, sent: &IpFrame, out: &IpFrame) {
         match from {
             Side::Client => {
                 if self.server.is_none() {
@@ -498,49 +357,16 @@ struct Ex {
 // ---------------------------------------------------------------------------------------------
 // Running rvs.
 
+/// The run's config: each port reads an input pipe and writes a pcap file, and the worker reads
+/// one frame per `rx_burst`, so it reads the two pipes in strict alternation.
+fn config(run: &Run) -> String {
+    let client = run.vdev(0, &["client-in.fifo"], &["client-out.pcap"]);
+    let server = run.vdev(1, &["server-in.fifo"], &["server-out.pcap"]);
+    let rest = format!("\n[workers]\nburst = 1\n{SERVICES}");
+    run.config([&client, &server], "", &rest)
+}
+
 impl Run {
-    fn config(&self) -> String {
-        let p = |n: &str| self.path(n).display().to_string();
-        format!(
-            r#"[eal]
-args = ["-l", "0-1", "--no-huge", "-m", "256", "--file-prefix", "{prefix}", "--log-level", "*:warning"]
-
-[stats]
-interval_secs = 1
-
-# One frame per rx_burst: the worker reads the two input pipes in strict alternation.
-[workers]
-burst = 1
-
-[[port]]
-name = "client"
-vdev = "net_pcap0,rx_pcap={ci},tx_pcap={co}"
-address = "203.0.113.1/24"
-
-[[port]]
-name = "server"
-vdev = "net_pcap1,rx_pcap={si},tx_pcap={so}"
-address = "198.51.100.1/24"
-{SERVICES}"#,
-            prefix = self.prefix,
-            ci = p("client-in.fifo"),
-            co = p("client-out.pcap"),
-            si = p("server-in.fifo"),
-            so = p("server-out.pcap"),
-        )
-    }
-
-    fn logs(&self) -> String {
-        let out = std::fs::read_to_string(self.path("stdout.txt")).unwrap_or_default();
-        let err = std::fs::read_to_string(self.path("stderr.txt")).unwrap_or_default();
-        format!("--- rvs stdout ---\n{out}--- rvs stderr ---\n{err}")
-    }
-
-    fn stats(&self) -> Option<Value> {
-        let text = std::fs::read_to_string(self.path("stats.json")).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
     fn out_name(side: Side) -> &'static str {
         match side {
             Side::Client => "client-out.pcap",
@@ -552,13 +378,6 @@ address = "198.51.100.1/24"
     /// is left for the next read).
     fn out_so_far(&self, side: Side) -> Vec<Vec<u8>> {
         pcap::read(&self.path(Self::out_name(side))).unwrap_or_default()
-    }
-
-    fn alive(&mut self) -> Result<(), String> {
-        match self.child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => Ok(()),
-            other => Err(format!("rvs is not running ({other:?})\n{}", self.logs())),
-        }
     }
 }
 
@@ -604,7 +423,7 @@ impl Live {
             pipes.push(f);
         }
         let [c, s]: [File; 2] = pipes.try_into().map_err(|_| "two pipes".to_string())?;
-        std::fs::write(run.path("rvs.toml"), run.config()).unwrap();
+        std::fs::write(run.path("rvs.toml"), config(&run)).unwrap();
         let mut live = Live {
             run,
             pipes: Some([c, s]),
@@ -614,32 +433,14 @@ impl Live {
             ex: BTreeMap::new(),
             started: Instant::now(),
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_rvs"))
-            .arg("run")
-            .arg("--config")
-            .arg(live.run.path("rvs.toml"))
-            .arg("--stats-file")
-            .arg(live.run.path("stats.json"))
-            .stdin(Stdio::null())
-            .stdout(File::create(live.run.path("stdout.txt")).unwrap())
-            .stderr(File::create(live.run.path("stderr.txt")).unwrap())
-            .spawn()
-            .map_err(|e| format!("cannot start rvs: {e}"))?;
-        live.run.child = Some(child);
+        live.run.start()?;
         live.started = Instant::now();
         Ok(live)
     }
 
     fn write(&mut self, side: Side, frame: Vec<u8>) -> Result<(), String> {
         self.run.alive()?;
-        let n = self.inputs[side as usize].len() as u32;
-        let len = frame.len() as u32;
-        let mut rec = Vec::with_capacity(16 + frame.len());
-        rec.extend_from_slice(&1_700_000_000u32.to_le_bytes());
-        rec.extend_from_slice(&(n % 1_000_000).to_le_bytes());
-        rec.extend_from_slice(&len.to_le_bytes());
-        rec.extend_from_slice(&len.to_le_bytes());
-        rec.extend_from_slice(&frame);
+        let rec = pcap::record(self.inputs[side as usize].len(), &frame);
         let pipes = self.pipes.as_mut().ok_or("the input pipes are closed")?;
         // One write of less than PIPE_BUF bytes: the record enters the pipe whole or not at all.
         pipes[side as usize].write_all(&rec).map_err(|e| {
@@ -660,8 +461,16 @@ impl Live {
             Side::Client => (CLIENT_MAC, CLIENT, VIP_NAT),
             Side::Server => (SRV11_MAC, SRV11, CLIENT),
         };
-        let seg = tcp(src, dst, 9, 9, 0, 0, ACK, b"");
-        eth(STRANGER_MAC, mac, ETH_IPV4, &ipv4(src, dst, id, &seg))
+        let t = Tcp {
+            src,
+            dst,
+            id,
+            sport: 9,
+            dport: 9,
+            flags: ACK,
+            ..Tcp::default()
+        };
+        t.frame(mac, STRANGER_MAC)
     }
 
     /// One round: `frame` from `side`, a filler from the other side, client frame first (the
@@ -721,7 +530,7 @@ impl Live {
         step: &str,
         flags: u8,
         payload: &[u8],
-    ) -> Result<Seg, String> {
+    ) -> Result<IpFrame, String> {
         let id = self.take_id();
         let seq = match from {
             Side::Client => flow.c_next,
@@ -730,8 +539,8 @@ impl Live {
         let frame = flow.frame(from, seq, flags, payload, id);
         self.round(from, Some(frame.clone()))?;
         let out = self.wait_out(from.other(), id, step)?;
-        let got = seg(&out).map_err(|e| format!("{step}: {e}"))?;
-        flow.delivered(from, &seg(&frame)?, &got);
+        let got = parse_tcp(&out).map_err(|e| format!("{step}: {e}"))?;
+        flow.delivered(from, &parse_tcp(&frame)?, &got);
         self.record(step, from, flow, frame, Some(out));
         Ok(got)
     }
@@ -791,86 +600,17 @@ impl Live {
     fn finish(mut self, flows: BTreeMap<&'static str, Flow>) -> Result<Outcome, String> {
         self.pipes = None;
         let expected = (self.inputs[0].len() + self.inputs[1].len()) as u64;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut all_read_at = None;
-        loop {
-            self.run.alive()?;
-            let rx = self
-                .run
-                .stats()
-                .and_then(|s| s["counters"]["rx_packets"].as_u64());
-            match (rx, all_read_at) {
-                (Some(n), _) if n > expected => {
-                    return Err(format!(
-                        "rvs received {n} frames, the test wrote {expected}\n{}",
-                        self.run.logs()
-                    ))
-                }
-                (Some(n), None) if n == expected => all_read_at = Some(Instant::now()),
-                // The slow path reaps used expectations every 10 ms: a second is plenty.
-                (_, Some(t)) if t.elapsed() >= Duration::from_secs(1) => break,
-                _ if Instant::now() > deadline => {
-                    return Err(format!(
-                        "rvs did not read all {expected} frames within 15 s (last rx_packets {rx:?})\n{}",
-                        self.run.logs()
-                    ))
-                }
-                _ => {}
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let pid = self.run.child.as_ref().unwrap().id();
-        let killed = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .map_err(|e| format!("cannot run kill: {e}"))?;
-        if !killed.success() {
-            return Err(format!("kill -TERM {pid} failed\n{}", self.run.logs()));
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(st) = self.run.child.as_mut().unwrap().try_wait().unwrap() {
-                break st;
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "rvs did not stop within 10 s of SIGTERM\n{}",
-                    self.run.logs()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        if !status.success() {
-            return Err(format!("rvs exited with {status}\n{}", self.run.logs()));
-        }
+        // The slow path reaps used expectations every 10 ms: a second more is plenty.
+        self.run.wait_for_rx(expected, Duration::from_secs(1))?;
+        let (stats, stdout) = self.run.stop()?;
         let secs = self.started.elapsed().as_secs_f64();
 
-        let stdout = std::fs::read_to_string(self.run.path("stdout.txt")).unwrap_or_default();
-        for (name, mac) in [("client", CLIENT_PORT_MAC), ("server", SERVER_PORT_MAC)] {
-            let want = format!("mac {}", mac_str(mac));
-            let line = stdout
-                .lines()
-                .find(|l| l.starts_with(&format!("rvs: port {name} = ")));
-            if !line.is_some_and(|l| l.contains(&want)) {
-                return Err(format!(
-                    "port {name}: expected the net_pcap MAC `{want}` (the input frames are built for it), got {line:?}\n{}",
-                    self.run.logs()
-                ));
-            }
-        }
-        let stats = self
-            .run
-            .stats()
-            .ok_or_else(|| format!("no readable final stats file\n{}", self.run.logs()))?;
-        if stats["final"] != Value::Bool(true) {
-            return Err(format!("the stats file is not the final one: {stats}"));
-        }
         let mut out = [Vec::new(), Vec::new()];
         let mut decoded = [Vec::new(), Vec::new()];
         for side in [Side::Client, Side::Server] {
             let path = self.run.path(Run::out_name(side));
             out[side as usize] = pcap::read(&path).map_err(|e| e.to_string())?;
-            decoded[side as usize] = tshark(&path)?;
+            decoded[side as usize] = tshark(&path, TSHARK_FIELDS)?;
             if decoded[side as usize].len() != out[side as usize].len() {
                 return Err(format!(
                     "{side:?} port: tshark read {} frames, the pcap reader {}",
@@ -891,13 +631,6 @@ impl Live {
             secs,
         })
     }
-}
-
-fn mac_str(m: Mac) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1097,18 +830,18 @@ impl Outcome {
             .unwrap_or_else(|| panic!("no step {step}"))
     }
 
-    fn sent(&self, step: &str) -> Seg {
-        seg(&self.ex(step).sent).unwrap()
+    fn sent(&self, step: &str) -> IpFrame {
+        parse_tcp(&self.ex(step).sent).unwrap()
     }
 
     /// What `step` became on the wire, every checksum and length verified by etherparse.
-    fn out(&self, step: &str) -> Seg {
+    fn out(&self, step: &str) -> IpFrame {
         let ex = self.ex(step);
         let f = ex
             .out
             .as_ref()
             .unwrap_or_else(|| panic!("{step} had no output"));
-        let s = seg(f).unwrap_or_else(|e| panic!("{step}: {e}"));
+        let s = parse_tcp(f).unwrap_or_else(|e| panic!("{step}: {e}"));
         s.assert_valid(step);
         s
     }
@@ -1117,7 +850,7 @@ impl Outcome {
     fn tshark(&self, step: &str) -> &Decoded {
         let ex = self.ex(step);
         let side = ex.from.other() as usize;
-        let id = seg(&ex.sent).unwrap().id;
+        let id = parse_tcp(&ex.sent).unwrap().id;
         let at: Vec<usize> = (0..self.out[side].len())
             .filter(|i| ip_id(&self.out[side][*i]) == Some(id))
             .collect();
@@ -1136,12 +869,7 @@ impl Outcome {
     }
 
     fn service(&self, name: &str) -> &Value {
-        self.stats["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("no service {name}"))
+        pcap_run::service(&self.stats, name)
     }
 
     fn ftp(&self, service: &str, k: &str) -> u64 {
@@ -1154,19 +882,7 @@ impl Outcome {
 // ---------------------------------------------------------------------------------------------
 // tshark.
 
-/// One frame as tshark decodes it: each field's occurrences.
-#[derive(Debug)]
-struct Decoded(BTreeMap<&'static str, Vec<String>>);
-
-impl Decoded {
-    fn get(&self, field: &str) -> Vec<&str> {
-        self.0
-            .get(field)
-            .map(|v| v.iter().map(String::as_str).collect())
-            .unwrap_or_default()
-    }
-}
-
+/// What tshark is asked for, per frame.
 const TSHARK_FIELDS: &[&str] = &[
     "frame.number",
     "ip.id",
@@ -1188,59 +904,6 @@ const TSHARK_FIELDS: &[&str] = &[
     "ftp.active.port",
     "ftp.active.nat",
 ];
-
-/// Decode a pcap with tshark, IP and TCP checksum checks on (status 1 = good, 0 = bad,
-/// 2 = unverified), each segment dissected on its own: one `Decoded` per frame, in file order.
-fn tshark(path: &Path) -> Result<Vec<Decoded>, String> {
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-n").arg("-r").arg(path);
-    cmd.args(["-T", "fields", "-E", "separator=/t", "-E", "aggregator=;"]);
-    cmd.args(["-E", "occurrence=a"]);
-    for o in [
-        "ip.check_checksum:TRUE",
-        "tcp.check_checksum:TRUE",
-        "tcp.desegment_tcp_streams:FALSE",
-    ] {
-        cmd.args(["-o", o]);
-    }
-    for f in TSHARK_FIELDS {
-        cmd.args(["-e", f]);
-    }
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run tshark (scripts/deps.sh installs it): {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "tshark -r {} failed: {}\n{}",
-            path.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|line| {
-            let cols: Vec<&str> = line.split('\t').collect();
-            if cols.len() != TSHARK_FIELDS.len() {
-                return Err(format!("tshark line with {} columns: {line}", cols.len()));
-            }
-            Ok(Decoded(
-                TSHARK_FIELDS
-                    .iter()
-                    .zip(cols)
-                    .map(|(f, c)| {
-                        let occ = c.split(';').filter(|s| !s.is_empty()).map(String::from);
-                        (*f, occ.collect())
-                    })
-                    .collect(),
-            ))
-        })
-        .collect()
-}
-
-fn ip_str(a: Ip) -> String {
-    Ipv4Addr::from(a).to_string()
-}
 
 /// tshark agrees the frame is well-formed: IP and TCP checksums good, from `src` to `dst`.
 fn assert_tshark_valid(t: &Decoded, what: &str, src: (Ip, u16), dst: (Ip, u16)) {
@@ -1592,7 +1255,7 @@ fn split_227_is_held_back_and_the_retransmission_rewritten() {
     // Nothing that looks like a piece of the line reached the client either.
     let pieces = o.out[Side::Client as usize]
         .iter()
-        .filter_map(|f| seg(f).ok())
+        .filter_map(|f| parse_tcp(f).ok())
         .filter(|s| s.payload.starts_with(b"227 Entering Pa") && !s.payload.ends_with(b"\r\n"))
         .count();
     assert_eq!(pieces, 0);
@@ -1667,7 +1330,7 @@ fn counters_and_drops_are_exact() {
     // Every non-SYN control frame goes to the slow path; all but the two split pieces return.
     let to_slow =
         o.ex.values()
-            .filter(|e| e.ctl && !seg(&e.sent).unwrap().syn)
+            .filter(|e| e.ctl && !parse_tcp(&e.sent).unwrap().syn)
             .count() as u64;
     assert_eq!(o.counter("slowpath_out"), to_slow);
     assert_eq!(o.counter("slowpath_tx"), to_slow - 2);
@@ -1681,13 +1344,7 @@ fn counters_and_drops_are_exact() {
         o.stdout
     );
 
-    let drops: BTreeMap<String, u64> = o.stats["drops"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
-        .filter(|(_, v)| *v != 0)
-        .collect();
+    let drops = nonzero_drops(&o.stats);
     let want = BTreeMap::from([
         ("other_mac".to_string(), o.fillers),
         ("ftp_held_back".to_string(), 1),
@@ -1725,11 +1382,11 @@ fn counters_and_drops_are_exact() {
     let garps = |side: Side| -> Vec<Ip> {
         let mut v: Vec<Ip> = o.out[side as usize]
             .iter()
-            .filter(|f| f.len() >= 42 && f[12..14] == ETH_ARP.to_be_bytes())
-            .map(|f| {
-                assert_eq!(f[20..22], [0, 1], "ARP request");
-                assert_eq!(f[28..32], f[38..42], "gratuitous");
-                f[28..32].try_into().unwrap()
+            .filter_map(|f| arp_frame(f))
+            .map(|a| {
+                assert_eq!(a.arp.op, 1, "ARP request");
+                assert_eq!(a.arp.spa, a.arp.tpa, "gratuitous");
+                a.arp.spa
             })
             .collect();
         v.sort();
@@ -1754,7 +1411,7 @@ fn counters_and_drops_are_exact() {
         let mut want: Vec<u16> =
             o.ex.values()
                 .filter(|e| e.out.is_some() && e.from.other() == side)
-                .map(|e| seg(&e.sent).unwrap().id)
+                .map(|e| parse_tcp(&e.sent).unwrap().id)
                 .collect();
         want.sort();
         assert_eq!(got, want, "{side:?} port output (IP ids)");
@@ -1772,9 +1429,8 @@ fn counters_and_drops_are_exact() {
         tx.iter().map(|f| f.len()).sum::<usize>()
     );
     assert_eq!(o.counter("garp_sent"), 5);
-    let ports = o.stats["ports"].as_array().unwrap();
     for (name, side) in [("client", Side::Client), ("server", Side::Server)] {
-        let p = ports.iter().find(|p| p["name"] == name).unwrap();
+        let p = pcap_run::port(&o.stats, name);
         assert_eq!(
             p["ipackets"],
             o.inputs[side as usize].len(),

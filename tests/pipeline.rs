@@ -2,10 +2,17 @@
 //! checked with an independent decoder (etherparse). No DPDK, no root.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/frames.rs"]
+mod frames;
+
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use etherparse::{EtherType, LinkSlice, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use etherparse::{EtherType, LinkSlice, NetSlice, SlicedPacket, TransportSlice};
+use frames::{
+    arp_frame, fix_ip_checksum, icmp, ip_frame, proto, tcp_flags, Arp, Icmp, Ip, Ipv4, Mac, Tcp,
+    Udp, ACK,
+};
 use proptest::prelude::*;
 use rvs::config::Config;
 use rvs::stats::{Counter, DropReason, Layout, LbCounter};
@@ -123,130 +130,80 @@ fn pipeline() -> Pipeline<Vec<u8>> {
     pipeline_with(&format!("{CONFIG}{NEIGHBOURS}"))
 }
 
+/// A TCP segment as this tier sends it: sequence number 1000, acknowledging 2000 when `flags`
+/// (letters, see [`tcp_flags`]) have ACK, and 7 bytes of payload.
+fn segment(src: Ip, dst: Ip, sport: u16, dport: u16, flags: &str) -> Tcp {
+    let flags = tcp_flags(flags);
+    Tcp {
+        src,
+        dst,
+        sport,
+        dport,
+        seq: 1000,
+        ack: if flags & ACK != 0 { 2000 } else { 0 },
+        flags,
+        payload: b"payload".to_vec(),
+        ..Tcp::default()
+    }
+}
+
+/// [`segment`] in a frame.
 fn tcp(
-    src_mac: [u8; 6],
+    src_mac: Mac,
     dst_mac: MacAddr,
-    src: [u8; 4],
-    dst: [u8; 4],
+    src: Ip,
+    dst: Ip,
     sport: u16,
     dport: u16,
     flags: &str,
 ) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac.0)
-        .ipv4(src, dst, 64)
-        .tcp(sport, dport, 1000, 65535);
-    let b = flags.chars().fold(b, |b, f| match f {
-        'S' => b.syn(),
-        'A' => b.ack(2000),
-        'F' => b.fin(),
-        'R' => b.rst(),
-        _ => b,
-    });
-    let mut out = Vec::new();
-    b.write(&mut out, b"payload").unwrap();
-    out
+    segment(src, dst, sport, dport, flags).frame(src_mac, dst_mac.0)
 }
 
-fn udp(
-    src_mac: [u8; 6],
-    dst_mac: MacAddr,
-    src: [u8; 4],
-    dst: [u8; 4],
-    sport: u16,
-    dport: u16,
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac.0)
-        .ipv4(src, dst, 64)
-        .udp(sport, dport)
-        .write(&mut out, b"q")
-        .unwrap();
-    out
+/// A one-byte UDP datagram in a frame.
+fn udp(src_mac: Mac, dst_mac: MacAddr, src: Ip, dst: Ip, sport: u16, dport: u16) -> Vec<u8> {
+    let u = Udp {
+        src,
+        dst,
+        sport,
+        dport,
+        payload: b"q".to_vec(),
+        ..Udp::default()
+    };
+    u.frame(src_mac, dst_mac.0)
 }
 
-fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4], eth_dst: [u8; 6]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&eth_dst);
-    f.extend_from_slice(&sha);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, op as u8]);
-    f.extend_from_slice(&sha);
-    f.extend_from_slice(&spa);
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&tpa);
+/// An ARP packet from `sha`/`spa` about `tpa` (target MAC zero), padded to 60 bytes.
+fn arp(op: u16, sha: Mac, spa: Ip, tpa: Ip, eth_dst: Mac) -> Vec<u8> {
+    let a = Arp {
+        op,
+        sha,
+        spa,
+        tha: [0; 6],
+        tpa,
+    };
+    let mut f = a.frame(sha, eth_dst);
     f.resize(60, 0);
     f
 }
 
-/// An ARP frame's fields, read by byte offset (RFC 826 layout for Ethernet/IPv4):
-/// (ethertype, operation, sender MAC, sender IP, target MAC, target IP).
-#[derive(Debug, PartialEq)]
-struct Arp {
-    op: u16,
-    sha: [u8; 6],
-    spa: [u8; 4],
-    tha: [u8; 6],
-    tpa: [u8; 4],
-}
-
+/// The ARP packet in `f`, which must be an ARP frame.
 fn arp_fields(f: &[u8]) -> Arp {
-    assert!(f.len() >= 42, "short ARP frame");
-    assert_eq!(&f[12..14], &[0x08, 0x06], "ethertype");
-    assert_eq!(&f[14..20], &[0, 1, 0x08, 0, 6, 4], "htype/ptype/hlen/plen");
-    Arp {
-        op: u16::from_be_bytes([f[20], f[21]]),
-        sha: f[22..28].try_into().unwrap(),
-        spa: f[28..32].try_into().unwrap(),
-        tha: f[32..38].try_into().unwrap(),
-        tpa: f[38..42].try_into().unwrap(),
-    }
+    arp_frame(f).expect("an ARP frame").arp
 }
 
 /// (src, dst, sport, dport, ttl) of a forwarded TCP/UDP frame, with every checksum verified by
-/// etherparse; also returns the Ethernet addresses.
+/// etherparse (this tier's UDP always carries one); also returns the Ethernet addresses.
 /// ((src, dst, sport, dport, ttl), (eth src, eth dst)).
 type Decoded = ((Ipv4Addr, Ipv4Addr, u16, u16, u8), ([u8; 6], [u8; 6]));
 
 fn decode(frame: &[u8]) -> Decoded {
-    let s = SlicedPacket::from_ethernet(frame).unwrap();
-    let Some(LinkSlice::Ethernet2(eth)) = s.link else {
-        panic!("no ethernet")
-    };
-    let Some(NetSlice::Ipv4(ip)) = s.net else {
-        panic!("not ipv4")
-    };
-    let h = ip.header();
-    assert_eq!(
-        h.to_header().calc_header_checksum(),
-        h.header_checksum(),
-        "IPv4 checksum"
-    );
-    let (src, dst) = (h.source(), h.destination());
-    let ports = match s.transport {
-        Some(TransportSlice::Tcp(t)) => {
-            assert_eq!(
-                t.to_header()
-                    .calc_checksum_ipv4_raw(src, dst, t.payload())
-                    .unwrap(),
-                t.checksum(),
-                "TCP checksum"
-            );
-            (t.source_port(), t.destination_port())
-        }
-        Some(TransportSlice::Udp(u)) => {
-            assert_eq!(
-                u.to_header()
-                    .calc_checksum_ipv4_raw(src, dst, u.payload())
-                    .unwrap(),
-                u.checksum(),
-                "UDP checksum"
-            );
-            (u.source_port(), u.destination_port())
-        }
-        _ => panic!("no transport"),
-    };
+    let d = ip_frame(frame);
+    assert!(matches!(d.proto, proto::TCP | proto::UDP), "no transport");
+    assert!(d.proto != proto::UDP || d.l4_checksum != 0, "UDP checksum");
     (
-        (src.into(), dst.into(), ports.0, ports.1, h.ttl()),
-        (eth.source(), eth.destination()),
+        (d.src.into(), d.dst.into(), d.sport, d.dport, d.ttl),
+        (d.eth_src, d.eth_dst),
     )
 }
 
@@ -546,13 +503,12 @@ fn flows_expire_and_port_reuse_reschedules() {
 fn echo_to_vip_is_answered() {
     let mut p = pipeline();
     let mut io = TestIo::default();
-    let mut f = Vec::new();
-    PacketBuilder::ethernet2(PEER_C, CLIENT_MAC.0)
-        .ipv4(CLIENT, VIP, 64)
-        .icmpv4_echo_request(7, 1)
-        .write(&mut f, b"ping!")
-        .unwrap();
-    p.process(0, f, Instant::ZERO, &mut io);
+    let ping = Icmp {
+        src: CLIENT,
+        dst: VIP,
+        ..Icmp::echo_request(7, 1, b"ping!")
+    };
+    p.process(0, ping.frame(PEER_C, CLIENT_MAC.0), Instant::ZERO, &mut io);
     let (port, r) = io.sent.pop().unwrap();
     assert_eq!(port, 0);
     let s = SlicedPacket::from_ethernet(&r).unwrap();
@@ -617,11 +573,7 @@ fn every_frame_is_accounted_for() {
     frames.push(bad_ck);
     let mut frag = good.clone();
     frag[20] |= 0x20; // MF
-    let c = etherparse::Ipv4HeaderSlice::from_slice(&frag[14..])
-        .unwrap()
-        .to_header()
-        .calc_header_checksum();
-    frag[24..26].copy_from_slice(&c.to_be_bytes());
+    fix_ip_checksum(&mut frag[14..]);
     frames.push(frag);
     let mut other = good.clone();
     other[0..6].copy_from_slice(&[0x02, 9, 9, 9, 9, 9]);
@@ -688,18 +640,12 @@ fn ipv4_options_are_forwarded_untouched() {
     let mut p = pipeline();
     let mut io = TestIo::default();
     // A SYN with a 4-byte IPv4 option (NOP NOP NOP EOL): IHL 6.
-    let plain = tcp(PEER_C, CLIENT_MAC, CLIENT, VIP, 41000, 80, "S");
-    let mut f = plain[..34].to_vec();
-    f.extend_from_slice(&[1, 1, 1, 0]);
-    f.extend_from_slice(&plain[34..]);
-    f[14] = 0x46;
-    let total = u16::from_be_bytes([f[16], f[17]]) + 4;
-    f[16..18].copy_from_slice(&total.to_be_bytes());
-    let ck = etherparse::Ipv4HeaderSlice::from_slice(&f[14..])
-        .unwrap()
-        .to_header()
-        .calc_header_checksum();
-    f[24..26].copy_from_slice(&ck.to_be_bytes());
+    let syn = segment(CLIENT, VIP, 41000, 80, "S");
+    let ip = Ipv4 {
+        options: vec![1, 1, 1, 0],
+        ..syn.ip()
+    };
+    let f = ip.frame(PEER_C, CLIENT_MAC.0, &syn.segment());
     p.process(0, f, Instant::ZERO, &mut io);
     let (_, out) = io.sent.pop().expect("forwarded");
     assert_eq!(out[14], 0x46, "IHL kept");
@@ -1044,20 +990,19 @@ fn tun_encapsulates_and_answers_frag_needed_for_oversized_df_datagrams() {
     assert_eq!(&inner[20..], &syn[34..], "inner segment untouched");
 
     // 1481 bytes of datagram + 20 of tunnel > 1500: with DF, a frag-needed (MTU 1480) goes back.
-    let mut big = Vec::new();
-    PacketBuilder::ethernet2(PEER_C, CLIENT_MAC.0)
-        .ipv4(CLIENT, VIP, 64)
-        .tcp(40001, 80, 1001, 65535)
-        .ack(1)
-        .write(&mut big, &vec![0u8; 1481 - 40])
-        .unwrap();
-    big[20] |= 0x40; // DF
-    let c = etherparse::Ipv4HeaderSlice::from_slice(&big[14..])
-        .unwrap()
-        .to_header()
-        .calc_header_checksum();
-    big[24..26].copy_from_slice(&c.to_be_bytes());
-    p.process(0, big, t, &mut io);
+    let big = Tcp {
+        src: CLIENT,
+        dst: VIP,
+        df: true,
+        sport: 40001,
+        dport: 80,
+        seq: 1001,
+        ack: 1,
+        flags: ACK,
+        payload: vec![0u8; 1481 - 40],
+        ..Tcp::default()
+    };
+    p.process(0, big.frame(PEER_C, CLIENT_MAC.0), t, &mut io);
     let (port, r) = io.sent.pop().expect("a frag-needed");
     assert_eq!(port, 0);
     let s = SlicedPacket::from_ethernet(&r).unwrap();
@@ -1081,27 +1026,26 @@ fn tun_encapsulates_and_answers_frag_needed_for_oversized_df_datagrams() {
     assert_eq!(counter(&p, Counter::FragNeededSent), 1);
 }
 
-/// An ICMP error frame from `from` to `to` quoting `quoted` (an IPv4 datagram).
+/// An ICMP destination-unreachable frame from `from` to `to` quoting `quoted` (an IPv4
+/// datagram); `kind` is the code and the next-hop MTU (0 unless "fragmentation needed").
 fn icmp_error(
-    src_mac: [u8; 6],
+    src_mac: Mac,
     dst_mac: MacAddr,
-    from: [u8; 4],
-    to: [u8; 4],
-    kind: etherparse::Icmpv4Type,
+    from: Ip,
+    to: Ip,
+    kind: (u8, u16),
     quoted: &[u8],
 ) -> Vec<u8> {
-    let mut f = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac.0)
-        .ipv4(from, to, 64)
-        .icmpv4(kind)
-        .write(&mut f, quoted)
-        .unwrap();
-    f
+    let e = Icmp {
+        src: from,
+        dst: to,
+        ..Icmp::unreachable(kind.0, kind.1, quoted)
+    };
+    e.frame(src_mac, dst_mac.0)
 }
 
 #[test]
 fn icmp_errors_about_nat_flows_are_translated_both_ways() {
-    use etherparse::icmpv4::DestUnreachableHeader;
     let mut p = pipeline();
     let mut io = TestIo::default();
     let t = Instant::from_secs(1);
@@ -1127,9 +1071,7 @@ fn icmp_errors_about_nat_flows_are_translated_both_ways() {
     let (_, to_client) = io.sent.pop().unwrap();
 
     // (a) The client side says "fragmentation needed" about the reply rvs sent (VIP -> client).
-    let kind = etherparse::Icmpv4Type::DestinationUnreachable(
-        DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
-    );
+    let kind = (icmp::FRAG_NEEDED, 1400);
     p.process(
         0,
         icmp_error(PEER_C, CLIENT_MAC, CLIENT, VIP, kind, &to_client[14..]),
@@ -1171,7 +1113,7 @@ fn icmp_errors_about_nat_flows_are_translated_both_ways() {
     );
 
     // (b) The server says "port unreachable" about the request rvs forwarded (client -> server).
-    let kind = etherparse::Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port);
+    let kind = (icmp::PORT_UNREACHABLE, 0);
     p.process(
         1,
         icmp_error(
@@ -1210,7 +1152,7 @@ fn icmp_errors_about_nat_flows_are_translated_both_ways() {
 
     // An error quoting no tracked flow is dropped.
     let stranger = udp(PEER_C, CLIENT_MAC, CLIENT, [203, 0, 113, 99], 1, 2);
-    let kind = etherparse::Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port);
+    let kind = (icmp::PORT_UNREACHABLE, 0);
     p.process(
         0,
         icmp_error(PEER_C, CLIENT_MAC, CLIENT, VIP, kind, &stranger[14..]),
@@ -1356,7 +1298,6 @@ fn active_and_inactive_gauges_follow_the_connection() {
 
 #[test]
 fn dr_forwards_client_side_icmp_errors_to_the_server() {
-    use etherparse::icmpv4::DestUnreachableHeader;
     let mut p = method_pipeline("dr", 1500);
     let mut io = TestIo::default();
     let t = Instant::from_secs(1);
@@ -1371,9 +1312,7 @@ fn dr_forwards_client_side_icmp_errors_to_the_server() {
     // The server's SYN-ACK went to the client directly (from the VIP); a router on the way says
     // "fragmentation needed" to the VIP. rvs must pass it to that server, untranslated.
     let synack = tcp(PEER_S1, SERVER_MAC, VIP, CLIENT, 80, 44000, "SA");
-    let kind = etherparse::Icmpv4Type::DestinationUnreachable(
-        DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
-    );
+    let kind = (icmp::FRAG_NEEDED, 1400);
     let err = icmp_error(
         PEER_C,
         CLIENT_MAC,
@@ -1439,7 +1378,6 @@ fn persistence_holds_across_workers() {
 
 #[test]
 fn icmp_errors_about_full_nat_flows_are_translated_both_ways() {
-    use etherparse::icmpv4::DestUnreachableHeader;
     let text = format!(
         "{}{NEIGHBOURS}",
         CONFIG.replace(
@@ -1478,11 +1416,10 @@ fn icmp_errors_about_full_nat_flows_are_translated_both_ways() {
         &mut io,
     );
     let (_, to_client) = io.sent.pop().unwrap();
-    let unreach = |h| etherparse::Icmpv4Type::DestinationUnreachable(h);
 
     // (a) From the client side about the reply: the server gets it from the local address,
     // quoting server:8080 -> laddr:lport, as it sent it.
-    let kind = unreach(DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 });
+    let kind = (icmp::FRAG_NEEDED, 1400);
     p.process(
         0,
         icmp_error(PEER_C, CLIENT_MAC, CLIENT, VIP, kind, &to_client[14..]),
@@ -1526,7 +1463,7 @@ fn icmp_errors_about_full_nat_flows_are_translated_both_ways() {
 
     // (b) From the server about the request: the client gets it from the VIP, quoting
     // client:45000 -> VIP:80, as it sent it.
-    let kind = unreach(DestUnreachableHeader::Port);
+    let kind = (icmp::PORT_UNREACHABLE, 0);
     p.process(
         1,
         icmp_error(

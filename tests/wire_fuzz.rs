@@ -7,13 +7,16 @@
 //! every view unchecked at several offsets), and valid frames of every kind rvs parses, mutated
 //! by byte flips, truncation, extension and targeted corruption of the length fields.
 
+#[path = "common/frames.rs"]
+mod frames;
+
 use std::net::Ipv4Addr;
 
+use frames::{vlan_tagged, Arp, Icmp, Ipv4, Mac, Tcp, Udp, BROADCAST};
 use proptest::prelude::*;
 use rvs::wire::{
-    arp, checksum, ethernet, ethertype, icmp_type, ipproto, ipv4, sack_blocks, tcp_options,
-    ArpPacket, EthernetFrame, Icmpv4Packet, Ipv4Packet, MacAddr, SeqNumber, TcpFlags, TcpPacket,
-    UdpPacket,
+    arp, checksum, ethertype, icmp_type, ipproto, ipv4, sack_blocks, tcp_options, ArpPacket,
+    EthernetFrame, Icmpv4Packet, Ipv4Packet, MacAddr, TcpFlags, TcpPacket, UdpPacket,
 };
 
 const CASES: u32 = 20_000;
@@ -330,53 +333,52 @@ fn everything_everywhere(bytes: &[u8]) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A corpus of valid frames, built with our own emitters and checksums.
+// A corpus of valid frames, built with the tiers' own builders (`tests/common/frames.rs`, not
+// `rvs::wire`), checksums and all.
 
-const MAC_A: MacAddr = MacAddr([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
-const MAC_B: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]);
+const MAC_A: Mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+const MAC_B: Mac = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
+/// The 802.1Q tag of the tagged frames: VLAN 100.
+const VLAN_TCI: u16 = 0x0064;
 
+/// The IPv4 header of every IP frame in the corpus, with `options`.
+fn ip_header(protocol: u8, options: &[u8]) -> Ipv4 {
+    Ipv4 {
+        src: SRC.octets(),
+        dst: DST.octets(),
+        proto: protocol,
+        id: 0x1c46,
+        options: options.to_vec(),
+        ..Ipv4::default()
+    }
+}
+
+/// `l4` (checksum filled) in an IPv4 datagram with `ip_options`, from `MAC_A` to `MAC_B`,
+/// 802.1Q-tagged if `vlan`.
 fn ip_frame(protocol: u8, l4: &[u8], ip_options: &[u8], vlan: bool) -> Vec<u8> {
-    let mut f = vec![0u8; 14];
-    ethernet::emit_header(&mut f, MAC_B, MAC_A, ethertype::IPV4);
+    let f = ip_header(protocol, ip_options).frame(MAC_A, MAC_B, l4);
     if vlan {
-        f[12..14].copy_from_slice(&ethertype::VLAN.to_be_bytes());
-        f.extend_from_slice(&[0x00, 0x64, 0x08, 0x00]);
+        vlan_tagged(&f, VLAN_TCI)
+    } else {
+        f
     }
-    let ip_at = f.len();
-    let hl = 20 + ip_options.len();
-    f.resize(ip_at + hl, 0);
-    let payload_len = u16::try_from(l4.len() + ip_options.len()).unwrap();
-    ipv4::emit_header(&mut f[ip_at..], SRC, DST, protocol, payload_len, 64, 0x1c46);
-    f[ip_at] = 0x40 | u8::try_from(hl / 4).unwrap();
-    f[ip_at + 20..ip_at + hl].copy_from_slice(ip_options);
-    f.extend_from_slice(l4);
-    let mut ip = Ipv4Packet::new_checked(&mut f[ip_at..]).unwrap();
-    ip.fill_checksum();
-    assert!(ip.verify_checksum());
-    let l4 = ip.payload_mut();
-    match protocol {
-        ipproto::TCP => TcpPacket::new_checked(l4).unwrap().fill_checksum(SRC, DST),
-        ipproto::UDP => UdpPacket::new_checked(l4).unwrap().fill_checksum(SRC, DST),
-        ipproto::ICMP => Icmpv4Packet::new_checked(l4).unwrap().fill_checksum(),
-        _ => {}
-    }
-    f
 }
 
 fn tcp_segment(options: &[u8], payload: &[u8], flags: TcpFlags) -> Vec<u8> {
-    let hl = 20 + options.len();
-    let mut s = vec![0u8; hl];
-    s[12] = u8::try_from(hl / 4).unwrap() << 4;
-    let mut t = TcpPacket::new_unchecked(&mut s[..]);
-    t.set_src_port(40000);
-    t.set_dst_port(21);
-    t.set_seq_number(SeqNumber(0xffff_fff0));
-    t.set_ack_number(SeqNumber(0x10));
-    t.set_flags(flags);
-    t.set_window(64240);
-    t.options_mut().copy_from_slice(options);
-    s.extend_from_slice(payload);
-    s
+    Tcp {
+        src: SRC.octets(),
+        dst: DST.octets(),
+        sport: 40000,
+        dport: 21,
+        seq: 0xffff_fff0,
+        ack: 0x10,
+        flags: flags.0,
+        window: 64240,
+        options: options.to_vec(),
+        payload: payload.to_vec(),
+        ..Tcp::default()
+    }
+    .segment()
 }
 
 fn corpus() -> Vec<Vec<u8>> {
@@ -387,34 +389,27 @@ fn corpus() -> Vec<Vec<u8>> {
     for v in [0xffff_ff00u32, 0x100, 0x200, 0x300, 0x400, 0x500] {
         sack_opts.extend_from_slice(&v.to_be_bytes());
     }
-    let mut udp = vec![0xcf, 0x08, 0x00, 0x35, 0, 0, 0, 0];
-    udp.extend_from_slice(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00");
-    let udp_len = u16::try_from(udp.len()).unwrap().to_be_bytes();
-    udp[4..6].copy_from_slice(&udp_len);
-    let mut ping = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
-    ping.extend(0u8..32);
-    let mut unreachable = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78];
+    let udp = Udp {
+        src: SRC.octets(),
+        dst: DST.octets(),
+        sport: 0xcf08,
+        dport: 53,
+        payload: b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00".to_vec(),
+        ..Udp::default()
+    }
+    .segment();
+    let ping = Icmp::echo_request(0x1234, 1, &(0u8..32).collect::<Vec<_>>()).message();
     let quoted = ip_frame(
         ipproto::TCP,
         &tcp_segment(&[], b"", TcpFlags::SYN),
         &[],
         false,
     );
-    unreachable.extend_from_slice(&quoted[14..14 + 28]);
+    let unreachable = Icmp::unreachable(4, 0x0578, &quoted[14..14 + 28]).message();
 
-    let mut arp_frame = vec![0u8; 60];
-    ethernet::emit_header(&mut arp_frame, MacAddr::BROADCAST, MAC_A, ethertype::ARP);
-    arp::emit(
-        &mut arp_frame[14..],
-        arp::arp_op::REQUEST,
-        MAC_A,
-        SRC,
-        MacAddr::ZERO,
-        DST,
-    )
-    .unwrap();
-    let mut vlan_arp = arp_frame.clone();
-    vlan_arp.splice(12..12, [0x81, 0x00, 0x20, 0x0a]);
+    let mut arp_frame = Arp::request(MAC_A, SRC.octets(), DST.octets()).frame(MAC_A, BROADCAST);
+    arp_frame.resize(60, 0);
+    let vlan_arp = vlan_tagged(&arp_frame, 0x200a);
 
     let mut frames = vec![
         ip_frame(
@@ -623,17 +618,13 @@ proptest! {
         ihl in 0u8..16, total in any::<u16>(), proto in prop::sample::select(vec![1u8, 6, 17, 4]),
         vlan in any::<bool>(), rest in proptest::collection::vec(any::<u8>(), 0..96),
     ) {
-        let mut f = vec![0u8; 14];
-        ethernet::emit_header(&mut f, MAC_B, MAC_A, ethertype::IPV4);
+        let mut f = Ipv4 { id: 1, ..ip_header(proto, &[]) }.frame(MAC_A, MAC_B, &[]);
         if vlan {
-            f[12..14].copy_from_slice(&ethertype::VLAN.to_be_bytes());
-            f.extend_from_slice(&[0x00, 0x64, 0x08, 0x00]);
+            f = vlan_tagged(&f, VLAN_TCI);
         }
-        let mut ip = [0u8; 20];
-        ipv4::emit_header(&mut ip, SRC, DST, proto, 0, 64, 1);
-        ip[0] = 0x40 | ihl;
-        ip[2..4].copy_from_slice(&total.to_be_bytes());
-        f.extend_from_slice(&ip);
+        let ip = f.len() - 20;
+        f[ip] = 0x40 | ihl;
+        f[ip + 2..ip + 4].copy_from_slice(&total.to_be_bytes());
         f.extend_from_slice(&rest);
         everything_everywhere(&f);
     }

@@ -6,10 +6,10 @@
 //! the captured bytes. The writer emits little-endian microsecond files; the reader accepts either
 //! byte order and either precision, because DPDK's `net_pcap` writes nanosecond files.
 
+#![allow(dead_code)]
+
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 
 const MAGIC_USEC: u32 = 0xa1b2_c3d4;
 const MAGIC_NSEC: u32 = 0xa1b2_3c4d;
@@ -40,14 +40,22 @@ pub fn encode(frames: &[Vec<u8>]) -> Vec<u8> {
     out.extend_from_slice(&SNAPLEN.to_le_bytes());
     out.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
     for (i, f) in frames.iter().enumerate() {
-        let len = u32::try_from(f.len()).unwrap_or(u32::MAX);
-        out.extend_from_slice(&1_700_000_000u32.to_le_bytes());
-        out.extend_from_slice(&(i as u32 % 1_000_000).to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(f);
+        out.extend_from_slice(&record(i, f));
     }
     out
+}
+
+/// The record of frame number `i` (its header and bytes), `i` microseconds into the file: what
+/// follows the global header, frame after frame.
+pub fn record(i: usize, frame: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+    let mut rec = Vec::with_capacity(RECORD_LEN + frame.len());
+    rec.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+    rec.extend_from_slice(&((i % 1_000_000) as u32).to_le_bytes());
+    rec.extend_from_slice(&len.to_le_bytes());
+    rec.extend_from_slice(&len.to_le_bytes());
+    rec.extend_from_slice(frame);
+    rec
 }
 
 /// Write `frames` to `path` as a pcap file.
@@ -111,84 +119,4 @@ pub fn read(path: &Path) -> Result<Vec<Vec<u8>>, PcapError> {
     let bytes = std::fs::read(path)
         .map_err(|e| PcapError(format!("cannot read {}: {e}", path.display())))?;
     decode(&bytes)
-}
-
-/// A temp directory and a running rvs, both cleaned up however the test ends (the pcap tiers
-/// add their own methods: the config, the run itself).
-pub struct Run {
-    pub dir: PathBuf,
-    pub prefix: String,
-    pub child: Option<Child>,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if matches!(c.try_wait(), Ok(None)) {
-                let _ = c.kill();
-            }
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        // The EAL's runtime directory for our --file-prefix (config and fbarray files).
-        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
-    }
-}
-
-impl Run {
-    /// A fresh directory `rvs-<tier>-<pid>-<n>-<name>` and the EAL file prefix to match.
-    pub fn new(tier: &str, name: &str) -> Run {
-        static SEQ: AtomicUsize = AtomicUsize::new(0);
-        let tag = format!(
-            "{}-{}-{name}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = std::env::temp_dir().join(format!("rvs-{tier}-{tag}"));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        Run {
-            dir,
-            prefix: format!("rvs-{tier}-{tag}"),
-            child: None,
-        }
-    }
-
-    /// A file in the run's directory.
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-}
-
-// Frame building shared by the pcap tiers.
-
-/// The folded 16-bit one's-complement sum of `data` (RFC 1071), odd byte padded with zero.
-pub fn ones_sum(data: &[u8]) -> u32 {
-    let mut s: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
-        .sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s
-}
-
-/// The Internet checksum of `data`.
-pub fn checksum(data: &[u8]) -> u16 {
-    !(ones_sum(data) as u16)
-}
-
-/// An Ethernet II frame.
-pub fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(14 + payload.len());
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
-/// `f` as lowercase hex, for failure messages.
-pub fn hex(f: &[u8]) -> String {
-    f.iter().map(|b| format!("{b:02x}")).collect()
 }
