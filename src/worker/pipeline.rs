@@ -24,7 +24,11 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashSet;
+
+mod arp;
+mod icmp;
+mod setup;
 
 use super::order::{HostOrder, HostPair, Placed, Release};
 use super::{Io, SlowMsg, SlowReturn};
@@ -35,6 +39,7 @@ use crate::flow::tcp_state::{direction, Direction, Seen};
 use crate::flow::{Conn, ConnId, Dir, FlowKey, FlowTable, InsertError, TcpState};
 use crate::helper::ftp::ctl::{CtlKey, CtlMeta};
 use crate::helper::ftp::expect::{ExpectKind, Expectation, Expectations};
+use crate::helper::ftp::worker::{FtpWorker, Notice};
 use crate::lb::laddr::{LocalPorts, FTP_ACTIVE_FIRST};
 use crate::lb::ServiceTable;
 use crate::neigh::{Neighbours, Resolve, Routes};
@@ -42,11 +47,11 @@ use crate::packet::PacketBuf;
 use crate::stats::{Counter, DropReason, FtpCounter, Layout, LbCounter, LocalBlock};
 use crate::time::Instant;
 use crate::wire::{
-    arp, arp_op, ethernet, ethertype, icmp_type, ipproto, ArpPacket, EthernetFrame, Icmpv4Packet,
-    Ipv4Packet, MacAddr, TcpPacket, UdpPacket,
+    arp as wire_arp, arp_op, ethernet, ethertype, icmp_type, ipproto, ArpPacket, EthernetFrame,
+    Icmpv4Packet, Ipv4Packet, MacAddr, TcpPacket, UdpPacket,
 };
 use crate::xmit::nat::{self, End, RewriteError};
-use crate::xmit::{dr, icmp, tun};
+use crate::xmit::{dr, icmp as xmit_icmp, tun};
 
 const ETH_LEN: usize = 14;
 /// How far ahead of the frame being handled [`Pipeline::process_burst`] asks for a frame's first
@@ -86,7 +91,7 @@ fn peek_key(f: &[u8]) -> Option<FlowKey> {
 fn at<B>(bufs: &[B], n: usize, k: usize) -> Option<&B> {
     bufs.get(n.wrapping_sub(k + 1))
 }
-const ARP_FRAME_LEN: usize = ETH_LEN + arp::LEN;
+const ARP_FRAME_LEN: usize = ETH_LEN + wire_arp::LEN;
 const MIN_FRAME: usize = 60;
 
 /// A port's identity as the pipeline needs it.
@@ -107,6 +112,8 @@ struct L4 {
     len: usize,
     /// The port the frame arrived on (where an ICMP answer to the client goes).
     in_port: u16,
+    /// The frame made its flow: the flow's state already counts it.
+    made_flow: bool,
 }
 /// One worker's fast path.
 #[derive(Debug)]
@@ -136,12 +143,8 @@ pub struct Pipeline<B> {
     fnat_local: HashSet<Ipv4Addr>,
     /// A "fragmentation needed" to send for the frame being dropped: (port, MTU).
     pending_frag_needed: Option<(u16, u16)>,
-    /// The FTP expectations shared with the slow path (None: no service has the helper).
-    expect: Option<Arc<Expectations>>,
-    /// FTP data flow (its original key) → its control connection (slot, original key).
-    ftp_links: HashMap<FlowKey, (ConnId, FlowKey)>,
-    /// News for the slow path that met a full ring; retried every poll.
-    notices: Vec<Notice>,
+    /// The worker's half of the FTP helper (None: no service has the helper).
+    ftp: Option<FtpWorker>,
     /// Frames held behind control frames of their host pair that are at the slow path.
     order: HostOrder<B>,
     /// When the frame being handled reached its queue: after `.0` and before `.1` (the start
@@ -152,46 +155,29 @@ pub struct Pipeline<B> {
     poll_since: Instant,
 }
 
-/// A message for the slow path that carries no frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Notice {
-    Closed(CtlKey),
-    Released(Ipv4Addr, u16),
-}
-
 /// Bookkeeping when a flow ends, shared by expiry and early removal: release its server, its
-/// full-NAT local port, and its FTP links.
-#[allow(clippy::too_many_arguments)]
+/// full-NAT local port, and its FTP state.
 fn flow_ended(
     c: &Conn,
-    worker: u16,
     services: &mut ServiceTable,
     lports: &mut [LocalPorts],
-    links: &mut HashMap<FlowKey, (ConnId, FlowKey)>,
-    notices: &mut Vec<Notice>,
+    ftp: Option<&mut FtpWorker>,
 ) {
     services.release(c.service, c.dest, c.state.is_active(), c.client);
-    if c.fnat {
-        if c.lport >= FTP_ACTIVE_FIRST {
-            notices.push(Notice::Released(c.laddr, c.lport));
-        } else if let Some(l) = lports.get_mut(usize::from(c.service)) {
+    if c.fnat && c.lport < FTP_ACTIVE_FIRST {
+        if let Some(l) = lports.get_mut(usize::from(c.service)) {
             l.free(c.laddr, c.lport);
         }
     }
-    match c.ftp {
-        FTP_CONTROL => notices.push(Notice::Closed(CtlKey {
-            worker,
-            client: c.client,
-            cport: c.cport,
-            vip: c.vip,
-            vport: c.vport,
-        })),
-        FTP_DATA => {
-            links.remove(&c.original_key());
+    if let Some(ftp) = ftp {
+        if c.fnat && c.lport >= FTP_ACTIVE_FIRST {
+            // An active-mode local port: the slow path hands those out.
+            ftp.released(c.laddr, c.lport);
         }
-        _ => {}
+        ftp.flow_ended(c);
     }
 }
+
 impl<B: PacketBuf> Pipeline<B> {
     /// The pipeline of worker `worker` (of `cfg.workers.count`) for a validated config;
     /// `macs[i]` is the MAC address of config port `i`.
@@ -259,9 +245,7 @@ impl<B: PacketBuf> Pipeline<B> {
             arp_scratch: Vec::new(),
             ident: 0,
             pending_frag_needed: None,
-            expect: None,
-            ftp_links: HashMap::new(),
-            notices: Vec::new(),
+            ftp: None,
             // Room for both rings' worth of control frames out and as many frames behind them.
             order: HostOrder::new(4 * cfg.ftp.ring_size),
             window: (Instant::ZERO, Instant::ZERO),
@@ -282,7 +266,7 @@ impl<B: PacketBuf> Pipeline<B> {
     /// Share the FTP expectation table with this worker (done once at start when a service has
     /// the FTP helper).
     pub fn set_expectations(&mut self, expect: Arc<Expectations>) {
-        self.expect = Some(expect);
+        self.ftp = Some(FtpWorker::new(self.worker, expect));
     }
 
     /// The counters (published by the poll loop).
@@ -400,31 +384,12 @@ impl<B: PacketBuf> Pipeline<B> {
         io.discard(buf);
     }
 
-    /// Announce our addresses with gratuitous ARP (call once at start).
-    pub fn start(&mut self, io: &mut impl Io<B>) {
-        let mut owned: Vec<(u16, Ipv4Addr)> = self.owned.iter().copied().collect();
-        owned.sort();
-        for (port, ip) in owned {
-            if self.send_arp(
-                io,
-                port,
-                arp_op::REQUEST,
-                ip,
-                MacAddr::BROADCAST,
-                MacAddr::ZERO,
-                ip,
-            ) {
-                self.bump(Counter::GratuitousArpSent, 1);
-            }
-        }
-    }
-
     /// Timers: flow expiry (bounded by the configured budget) and ARP retries.
     pub fn poll(&mut self, now: Instant, io: &mut impl Io<B>) {
         let (services, lports) = (&mut self.services, &mut self.lports);
-        let (links, notices, worker) = (&mut self.ftp_links, &mut self.notices, self.worker);
+        let mut ftp = self.ftp.as_mut();
         let expired = self.flows.expire(now, self.expire_budget, |c| {
-            flow_ended(c, worker, services, lports, links, notices);
+            flow_ended(c, services, lports, ftp.as_deref_mut());
         });
         self.flush_notices(io);
         self.services.expire_persistence(now, self.expire_budget);
@@ -586,119 +551,6 @@ impl<B: PacketBuf> Pipeline<B> {
         }
     }
 
-    fn arp_in(&mut self, port: u16, me: PortAddr, mut buf: B, now: Instant, io: &mut impl Io<B>) {
-        let parsed = buf
-            .data()
-            .get(ETH_LEN..)
-            .and_then(|body| ArpPacket::new_checked(body).ok())
-            .map(|a| {
-                (
-                    a.operation(),
-                    a.sender_hw_addr(),
-                    a.sender_ip(),
-                    a.target_ip(),
-                )
-            });
-        let Some((op, sha, spa, tpa)) = parsed else {
-            return self.drop_buf(io, buf, DropReason::ArpIgnored);
-        };
-        let for_us = self.owned.contains(&(port, tpa));
-        if self.routes.on_link(port, spa) && !spa.is_unspecified() && spa != me.addr {
-            let waiting = self.neigh.learn(port, spa, sha, now, for_us);
-            if !waiting.is_empty() {
-                self.bump(Counter::NeighResolved, 1);
-            }
-            if for_us && self.sharding.workers() > 1 {
-                // The answer to another worker's request may have landed here.
-                io.neighbour_learned(port, spa, sha);
-            }
-            for b in waiting {
-                self.send_to(io, port, sha, b);
-            }
-        }
-        if op != arp_op::REQUEST || !for_us || spa == tpa {
-            // Replies were consumed by learning; gratuitous ARP and requests for others need
-            // nothing more.
-            if op == arp_op::REPLY || spa == tpa {
-                self.bump(Counter::ArpConsumed, 1);
-                io.discard(buf);
-                return;
-            }
-            return self.drop_buf(io, buf, DropReason::ArpIgnored);
-        }
-        // Answer in place.
-        {
-            let data = buf.data_mut();
-            if let Some(body) = data.get_mut(ETH_LEN..) {
-                let _ = arp::emit(body, arp_op::REPLY, me.mac, tpa, sha, spa);
-            }
-        }
-        self.bump(Counter::ArpRepliesSent, 1);
-        self.send_to(io, port, sha, buf);
-    }
-
-    fn send_to(&mut self, io: &mut impl Io<B>, port: u16, dst: MacAddr, mut buf: B) {
-        let src = match self.ports.get(usize::from(port)) {
-            Some(p) => p.mac,
-            None => return self.drop_buf(io, buf, DropReason::NoRoute),
-        };
-        let mut f = EthernetFrame::new_unchecked(buf.data_mut());
-        f.set_dst_addr(dst);
-        f.set_src_addr(src);
-        io.send(port, buf);
-    }
-
-    fn arp_request(&mut self, io: &mut impl Io<B>, port: u16, target: Ipv4Addr) {
-        let Some(me) = self.ports.get(usize::from(port)).copied() else {
-            return;
-        };
-        if self.send_arp(
-            io,
-            port,
-            arp_op::REQUEST,
-            me.addr,
-            MacAddr::BROADCAST,
-            MacAddr::ZERO,
-            target,
-        ) {
-            self.bump(Counter::ArpRequestsSent, 1);
-        }
-    }
-
-    /// Build and send an ARP frame from `port`. Returns false (and counts) when no buffer.
-    #[allow(clippy::too_many_arguments)]
-    fn send_arp(
-        &mut self,
-        io: &mut impl Io<B>,
-        port: u16,
-        op: u16,
-        sender_ip: Ipv4Addr,
-        eth_dst: MacAddr,
-        target_hw: MacAddr,
-        target_ip: Ipv4Addr,
-    ) -> bool {
-        let Some(me) = self.ports.get(usize::from(port)).copied() else {
-            return false;
-        };
-        let Some(mut b) = io.alloc() else {
-            self.counters.add(Layout::drop(DropReason::NoBuffer), 1);
-            return false;
-        };
-        b.truncate(0);
-        if !b.append(MIN_FRAME) {
-            self.drop_buf(io, b, DropReason::NoBuffer);
-            return false;
-        }
-        let data = b.data_mut();
-        data.fill(0);
-        ethernet::emit_header(data, eth_dst, me.mac, ethertype::ARP);
-        if let Some(body) = data.get_mut(ETH_LEN..ARP_FRAME_LEN) {
-            let _ = arp::emit(body, op, me.mac, sender_ip, target_hw, target_ip);
-        }
-        io.send(port, b);
-        true
-    }
-
     fn ipv4_in(&mut self, port: u16, mut buf: B, now: Instant, io: &mut impl Io<B>, handed: bool) {
         let checked = match buf.data().get(ETH_LEN..).map(Ipv4Packet::new_checked) {
             Some(Ok(ip)) => {
@@ -799,99 +651,12 @@ impl<B: PacketBuf> Pipeline<B> {
         }
     }
 
-    /// True when a packet missing the flow table may be an expected FTP data connection: a
-    /// SYN (or, for DR/TUN active mode, the client's SYN-ACK) while any expectation is live
-    /// (one relaxed load otherwise).
-    #[inline]
-    fn expecting(&self, l4: &L4) -> bool {
-        l4.key.proto == ipproto::TCP
-            && l4.seen.syn
-            && !l4.seen.rst
-            && self.expect.as_ref().is_some_and(|e| e.live() > 0)
-    }
-
-    /// Claim the expectation this packet opens, if any.
-    fn claim(&self, l4: &L4, now: Instant) -> Option<Expectation> {
-        if !self.expecting(l4) {
-            return None;
-        }
-        let k = l4.key;
-        let services = &self.services;
-        let expect = self.expect.as_ref()?;
-        if l4.seen.ack {
-            // Only DR/TUN active mode starts from the client's SYN-ACK.
-            return expect.claim_return(k.src, k.dst, k.sport, k.dport, now, |e| {
-                e.kind == ExpectKind::ActiveReturn
-            });
-        }
-        expect.claim(k.src, k.dst, k.sport, k.dport, now, |e| match e.kind {
-            ExpectKind::ActiveReturn => false,
-            // A DR/TUN pin covers any port of its service but the control ports (a new
-            // control connection must not take it).
-            ExpectKind::Passive if e.dport == 0 => {
-                services.lookup(k.proto, k.dst, k.dport) == Some(e.service)
-                    && services
-                        .get(e.service)
-                        .is_some_and(|s| !s.ftp_control.contains(&k.dport))
-            }
-            _ => true,
-        })
-    }
-
-    fn miss(&mut self, l4: L4, buf: B, now: Instant, io: &mut impl Io<B>) {
-        let (src, dst) = (l4.key.src, l4.key.dst);
-        match () {
-            _ if self.services.is_vip(dst) => self.new_flow(l4, buf, now, io),
-            // A DR/TUN server answering from the VIP through rvs (its routing is wrong): the
-            // reversed key is the flow's client -> VIP side.
-            _ if self.services.is_vip(src)
-                && matches!(
-                    self.flows.lookup(&l4.key.reversed()),
-                    Some((_, Dir::Original))
-                ) =>
-            {
-                self.drop_buf(io, buf, DropReason::UnexpectedReply)
-            }
-            _ if self.local.contains(&dst) => self.drop_buf(io, buf, DropReason::LocalUnhandled),
-            _ => self.drop_buf(io, buf, DropReason::NoService),
-        }
-    }
-
-    /// True when a pure SYN arrives on a TCP flow that has already closed (or, for DR/TUN,
-    /// whose client has sent its FIN).
-    fn reusable(&self, id: ConnId, l4: &L4) -> bool {
-        l4.key.proto == ipproto::TCP
-            && l4.seen.syn
-            && !l4.seen.rst
-            && self.flows.get(id).is_some_and(|c| {
-                // DR/TUN see only the client's half: after its FIN the flow stays in FIN_WAIT,
-                // and a SYN on the same ports is a new connection (IPVS's conn_reuse_mode bit 2).
-                let input_only = self
-                    .services
-                    .get(c.service)
-                    .is_some_and(|s| matches!(s.forward, ForwardMethod::Dr | ForwardMethod::Tun));
-                c.state.is_closed() || (input_only && c.state == TcpState::FinWait)
-            })
-    }
-
-    /// Remove a flow now and release its server.
-    fn end_flow(&mut self, id: ConnId) {
-        if let Some(c) = self.flows.remove(id) {
-            flow_ended(
-                &c,
-                self.worker,
-                &mut self.services,
-                &mut self.lports,
-                &mut self.ftp_links,
-                &mut self.notices,
-            );
-            self.bump(Counter::FlowsExpired, 1);
-        }
-    }
-
     /// Send the slow path what it has to know; what meets a full ring waits for the next poll.
     fn flush_notices(&mut self, io: &mut impl Io<B>) {
-        while let Some(n) = self.notices.first().copied() {
+        let Some(ftp) = self.ftp.as_mut() else {
+            return;
+        };
+        while let Some(n) = ftp.next_notice() {
             let msg = match n {
                 Notice::Closed(k) => SlowMsg::Closed(k),
                 Notice::Released(laddr, lport) => SlowMsg::Released { laddr, lport },
@@ -899,7 +664,7 @@ impl<B: PacketBuf> Pipeline<B> {
             if io.slow_path(msg).is_err() {
                 return;
             }
-            self.notices.remove(0);
+            ftp.notice_sent();
         }
     }
 
@@ -948,126 +713,14 @@ impl<B: PacketBuf> Pipeline<B> {
             seen,
             len,
             in_port,
+            made_flow: false,
         })
     }
 
-    fn timeout(&self, proto: u8, state: TcpState) -> Duration {
-        if proto == ipproto::TCP {
-            state.timeout(&self.timeouts)
-        } else {
-            Duration::from_secs(self.timeouts.udp)
-        }
-    }
-
-    fn new_flow(&mut self, l4: L4, buf: B, now: Instant, io: &mut impl Io<B>) {
-        let k = l4.key;
-        let Some(svc) = self.services.lookup(k.proto, k.dst, k.dport) else {
-            return self.drop_buf(io, buf, DropReason::NoService);
-        };
-        if k.proto == ipproto::TCP && !(l4.seen.syn && !l4.seen.ack && !l4.seen.rst) {
-            return self.drop_buf(io, buf, DropReason::NotSyn);
-        }
-        let Some((_, dest)) = self.services.schedule(svc, &k, now) else {
-            return self.drop_buf(io, buf, DropReason::NoServer);
-        };
-        // UDP flows sit in ESTABLISHED: one timeout, always counted active (as in IPVS).
-        let method = self
-            .services
-            .get(svc)
-            .map_or(ForwardMethod::Nat, |s| s.forward);
-        let input_only = matches!(method, ForwardMethod::Dr | ForwardMethod::Tun);
-        // A multi-port service's servers keep the client's destination port.
-        let sport = if dest.port == 0 { k.dport } else { dest.port };
-        let (laddr, lport, fnat) = if method == ForwardMethod::Fnat {
-            let local = self
-                .lports
-                .get_mut(usize::from(svc))
-                .and_then(|l| l.alloc(dest.addr, sport, &self.sharding, self.worker));
-            match local {
-                Some((a, p)) => (a, p, true),
-                None => {
-                    self.services.release(svc, dest.index, true, k.src);
-                    return self.drop_buf(io, buf, DropReason::NoLocalPort);
-                }
-            }
-        } else {
-            (k.src, k.sport, false)
-        };
-        let state = if k.proto == ipproto::TCP {
-            TcpState::initial(
-                if input_only {
-                    Direction::InputOnly
-                } else {
-                    Direction::Input
-                },
-                l4.seen,
-            )
-        } else {
-            TcpState::Established
-        };
-        let conn = Conn {
-            client: k.src,
-            vip: k.dst,
-            server: dest.addr,
-            cport: k.sport,
-            vport: k.dport,
-            sport,
-            service: svc,
-            dest: dest.index,
-            proto: k.proto,
-            state,
-            expires: now + self.timeout(k.proto, state),
-            wheel_sec: 0,
-            laddr,
-            lport,
-            fnat,
-            ftp: if self
-                .services
-                .get(svc)
-                .is_some_and(|s| s.ftp_control.contains(&k.dport))
-            {
-                FTP_CONTROL
-            } else {
-                FTP_NONE
-            },
-        };
-        let id = match self.flows.insert(conn) {
-            Ok(id) => id,
-            Err(e) => {
-                self.services.release(svc, dest.index, true, k.src);
-                if fnat {
-                    if let Some(l) = self.lports.get_mut(usize::from(svc)) {
-                        l.free(laddr, lport);
-                    }
-                }
-                let r = match e {
-                    InsertError::Full => DropReason::FlowTableFull,
-                    InsertError::Conflict => DropReason::FlowConflict,
-                };
-                return self.drop_buf(io, buf, r);
-            }
-        };
-        self.bump(Counter::FlowsCreated, 1);
-        self.counters.add(
-            self.layout
-                .service(usize::from(svc), LbCounter::Connections),
-            1,
-        );
-        self.counters.add(
-            self.layout
-                .server(usize::from(dest.index), LbCounter::Connections),
-            1,
-        );
-        // The SYN itself is the first packet of the new flow: it already moved the state.
-        self.forward_tracked(id, Dir::Original, l4, buf, now, io, false);
-    }
-
-    fn forward(&mut self, id: ConnId, dir: Dir, l4: L4, buf: B, now: Instant, io: &mut impl Io<B>) {
-        self.forward_tracked(id, dir, l4, buf, now, io, true);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn forward_tracked(
+    /// Forward a frame of flow `id` in direction `dir`: track its TCP state (unless the frame
+    /// made the flow), rewrite it for the forwarding method, count it, and send it on (or to
+    /// the slow path, or behind a control frame of its host pair).
+    fn forward(
         &mut self,
         id: ConnId,
         dir: Dir,
@@ -1075,7 +728,6 @@ impl<B: PacketBuf> Pipeline<B> {
         mut buf: B,
         now: Instant,
         io: &mut impl Io<B>,
-        track: bool,
     ) {
         let Some(c) = self.flows.get(id) else {
             return self.drop_buf(io, buf, DropReason::NoService);
@@ -1139,7 +791,7 @@ impl<B: PacketBuf> Pipeline<B> {
             return self.drop_buf(io, buf, r);
         } // Only a packet that will be forwarded moves the flow's state and refreshes it.
         let (was, state) = match self.flows.get_mut(id) {
-            Some(c) if track && proto == ipproto::TCP => {
+            Some(c) if !l4.made_flow && proto == ipproto::TCP => {
                 let was = c.state;
                 c.state = c.state.next(direction(dir, input_only), l4.seen);
                 (was, c.state)
@@ -1211,28 +863,6 @@ impl<B: PacketBuf> Pipeline<B> {
         }
     }
 
-    /// An FTP data flow was refreshed until `expires`: its control connection must live at
-    /// least as long (netfilter's master/expectation rule, in IPVS terms).
-    fn hold_master(&mut self, data: ConnId, expires: Instant) {
-        let Some(key) = self.flows.get(data).map(Conn::original_key) else {
-            return;
-        };
-        let Some((master, master_key)) = self.ftp_links.get(&key).copied() else {
-            return;
-        };
-        match self.flows.get(master) {
-            Some(m) if m.original_key() == master_key => {
-                if m.expires < expires {
-                    self.flows.set_expiry(master, expires);
-                }
-            }
-            // The control connection is gone (its slot may be reused): drop the link.
-            _ => {
-                self.ftp_links.remove(&key);
-            }
-        }
-    }
-
     /// Route a control frame like [`Self::route_out`], but give it to the slow path instead of
     /// sending it. Its neighbour must be known: a frame that waited in the neighbour queue
     /// would bypass the slow path, so it is dropped (TCP resends it) while ARP resolves.
@@ -1278,183 +908,6 @@ impl<B: PacketBuf> Pipeline<B> {
         }
     }
 
-    /// Make the data connection an expectation announced, and send its first packet.
-    fn new_data_flow(&mut self, e: Expectation, l4: L4, buf: B, now: Instant, io: &mut impl Io<B>) {
-        let k = l4.key;
-        let Some(svc) = self.services.get(e.service) else {
-            return self.drop_buf(io, buf, DropReason::NoService);
-        };
-        let (vip, method) = (svc.vip, svc.forward);
-        let input_only = matches!(method, ForwardMethod::Dr | ForwardMethod::Tun);
-        let (conn, dir) = match e.kind {
-            ExpectKind::Passive => {
-                let sport = if e.server_port == 0 {
-                    k.dport
-                } else {
-                    e.server_port
-                };
-                let (laddr, lport, fnat) = if method == ForwardMethod::Fnat {
-                    let local = self
-                        .lports
-                        .get_mut(usize::from(e.service))
-                        .and_then(|l| l.alloc(e.server, sport, &self.sharding, self.worker));
-                    match local {
-                        Some((a, p)) => (a, p, true),
-                        None => return self.drop_buf(io, buf, DropReason::NoLocalPort),
-                    }
-                } else {
-                    (k.src, k.sport, false)
-                };
-                let dir = if input_only {
-                    Direction::InputOnly
-                } else {
-                    Direction::Input
-                };
-                let c = Conn {
-                    client: k.src,
-                    vip: k.dst,
-                    server: e.server,
-                    cport: k.sport,
-                    vport: k.dport,
-                    sport,
-                    laddr,
-                    lport,
-                    fnat,
-                    ..self.data_conn(&e, dir, l4.seen, now)
-                };
-                (c, Dir::Original)
-            }
-            // The server connects out: from its data port to the client (NAT) or to the local
-            // address and port rvs wrote into the PORT command (full NAT). The client sees it
-            // come from the VIP.
-            ExpectKind::Active => {
-                let c = Conn {
-                    client: e.client,
-                    cport: e.client_port,
-                    vip,
-                    vport: k.sport,
-                    server: k.src,
-                    sport: k.sport,
-                    laddr: if e.lport != 0 { e.laddr } else { e.client },
-                    lport: if e.lport != 0 { e.lport } else { e.client_port },
-                    fnat: e.lport != 0,
-                    ..self.data_conn(&e, Direction::Output, l4.seen, now)
-                };
-                (c, Dir::Reply)
-            }
-            // DR/TUN active mode: the client answers the server's connection (made from the
-            // VIP); its SYN-ACK opens a flow to that server like a client's SYN would.
-            ExpectKind::ActiveReturn => {
-                let c = Conn {
-                    client: k.src,
-                    cport: k.sport,
-                    vip: k.dst,
-                    vport: k.dport,
-                    server: e.server,
-                    sport: k.dport,
-                    laddr: k.src,
-                    lport: k.sport,
-                    fnat: false,
-                    ..self.data_conn(&e, Direction::InputOnly, l4.seen, now)
-                };
-                (c, Dir::Original)
-            }
-        };
-        let free_local = |me: &mut Self, c: &Conn| {
-            if c.fnat && c.lport < FTP_ACTIVE_FIRST {
-                if let Some(l) = me.lports.get_mut(usize::from(c.service)) {
-                    l.free(c.laddr, c.lport);
-                }
-            } else if c.fnat {
-                me.notices.push(Notice::Released(c.laddr, c.lport));
-            }
-        };
-        if !self.services.attach(e.service, e.dest, conn.client, now) {
-            free_local(self, &conn);
-            return self.drop_buf(io, buf, DropReason::NoServer);
-        }
-        let mut inserted = self.flows.insert(conn.clone());
-        if inserted == Err(InsertError::Conflict) && self.end_closed(&conn) {
-            // The previous data connection on these ports has closed (TIME_WAIT): it gives way.
-            inserted = self.flows.insert(conn.clone());
-        }
-        let id = match inserted {
-            Ok(id) => id,
-            Err(err) => {
-                self.services.release(e.service, e.dest, true, conn.client);
-                free_local(self, &conn);
-                let r = match err {
-                    InsertError::Full => DropReason::FlowTableFull,
-                    InsertError::Conflict => DropReason::FlowConflict,
-                };
-                return self.drop_buf(io, buf, r);
-            }
-        };
-        // Link to the control connection when this worker holds it (it always does: see
-        // `helper::ftp::expect`), so the control connection outlives its data connections.
-        if e.master_worker == self.worker {
-            let master = ConnId(e.master);
-            if let Some(m) = self
-                .flows
-                .get(master)
-                .filter(|m| m.ftp == FTP_CONTROL && m.client == e.client && m.service == e.service)
-            {
-                let mk = m.original_key();
-                self.ftp_links.insert(conn.original_key(), (master, mk));
-            }
-        }
-        self.bump(Counter::FlowsCreated, 1);
-        self.bump(Counter::FtpDataFlows, 1);
-        let (s, d) = (usize::from(e.service), usize::from(e.dest));
-        self.counters
-            .add(self.layout.service(s, LbCounter::Connections), 1);
-        self.counters
-            .add(self.layout.server(d, LbCounter::Connections), 1);
-        self.forward_tracked(id, dir, l4, buf, now, io, false);
-    }
-
-    /// End the flows that hold either key of `conn`, if all of them have closed. True when
-    /// something was ended.
-    fn end_closed(&mut self, conn: &Conn) -> bool {
-        let ids: Vec<ConnId> = [conn.original_key(), conn.reply_key()]
-            .iter()
-            .filter_map(|k| self.flows.lookup(k).map(|(id, _)| id))
-            .collect();
-        let closed = !ids.is_empty()
-            && ids
-                .iter()
-                .all(|id| self.flows.get(*id).is_some_and(|c| c.state.is_closed()));
-        if closed {
-            for id in ids {
-                self.end_flow(id);
-            }
-        }
-        closed
-    }
-
-    /// The fields every expected data connection shares.
-    fn data_conn(&self, e: &Expectation, dir: Direction, seen: Seen, now: Instant) -> Conn {
-        let state = TcpState::initial(dir, seen);
-        Conn {
-            client: e.client,
-            vip: Ipv4Addr::UNSPECIFIED,
-            server: e.server,
-            cport: 0,
-            vport: 0,
-            sport: 0,
-            service: e.service,
-            dest: e.dest,
-            proto: ipproto::TCP,
-            state,
-            expires: now + self.timeout(ipproto::TCP, state),
-            wheel_sec: 0,
-            laddr: e.client,
-            lport: 0,
-            fnat: false,
-            ftp: FTP_DATA,
-        }
-    }
-
     /// Route a rewritten frame towards `dst` and hand it to the neighbour layer.
     fn route_out(&mut self, dst: Ipv4Addr, buf: B, now: Instant, io: &mut impl Io<B>) {
         let Some((port, hop)) = self.routes.next_hop(dst) else {
@@ -1479,7 +932,6 @@ impl<B: PacketBuf> Pipeline<B> {
     /// Rewrite (NAT), TTL-decrement and size-check (DR), or encapsulate (TUN) a frame for its
     /// forwarding method. On `TooBig` with DF set, a "fragmentation needed" goes back to the
     /// client out of `in_port`; rvs never fragments.
-    #[allow(clippy::too_many_arguments)]
     fn transmit_prepare(
         &mut self,
         method: ForwardMethod,
@@ -1544,212 +996,5 @@ impl<B: PacketBuf> Pipeline<B> {
             self.pending_frag_needed = Some((in_port, too_big));
         }
         Err(DropReason::TooBig)
-    }
-
-    /// Answer the frame in `buf` (about to be dropped as too big) with "fragmentation needed".
-    fn send_frag_needed(&mut self, io: &mut impl Io<B>, buf: &B, in_port: u16, mtu: u16) {
-        // From the address the client sent to (the VIP), as IPVS does: the address its
-        // connection is with, and certainly one it accepts ICMP from.
-        let Some(from) = buf
-            .data()
-            .get(ETH_LEN..)
-            .and_then(|d| Ipv4Packet::new_checked(d).ok())
-            .map(|ip| ip.dst_addr())
-        else {
-            return;
-        };
-        let Some(mut out) = io.alloc() else {
-            self.counters.add(Layout::drop(DropReason::NoBuffer), 1);
-            return;
-        };
-        match tun::frag_needed(&mut out, buf.data(), ETH_LEN, from, mtu) {
-            Ok(()) => {
-                self.bump(Counter::FragNeededSent, 1);
-                io.send(in_port, out);
-            }
-            // Suppressed (RFC 1122: never about broadcasts, fragments, ICMP errors) or no room.
-            Err(_) => io.discard(out),
-        }
-    }
-
-    fn icmp_in(
-        &mut self,
-        port: u16,
-        mut buf: B,
-        dst: Ipv4Addr,
-        now: Instant,
-        io: &mut impl Io<B>,
-        handed: bool,
-    ) {
-        let quoted = buf.data().get(ETH_LEN..).map(icmp::quoted_flow);
-        if let Some(Ok(q)) = quoted {
-            return self.icmp_error(port, buf, q, now, io, handed);
-        }
-        if !self.local.contains(&dst) {
-            return self.drop_buf(io, buf, DropReason::IcmpUnhandled);
-        }
-        let is_echo = {
-            let Some(ip) = buf
-                .data()
-                .get(ETH_LEN..)
-                .and_then(|d| Ipv4Packet::new_checked(d).ok())
-            else {
-                return self.drop_buf(io, buf, DropReason::BadIpHeader);
-            };
-            match Icmpv4Packet::new_checked(ip.payload()) {
-                Ok(icmp) => icmp.msg_type() == icmp_type::ECHO_REQUEST && icmp.verify_checksum(),
-                Err(_) => false,
-            }
-        };
-        if !is_echo {
-            return self.drop_buf(io, buf, DropReason::LocalUnhandled);
-        }
-        let src_mac = match EthernetFrame::new_checked(buf.data()) {
-            Ok(f) => f.src_addr(),
-            Err(_) => return self.drop_buf(io, buf, DropReason::Truncated),
-        };
-        if let Some(ipbytes) = buf.data_mut().get_mut(ETH_LEN..) {
-            let mut ip = Ipv4Packet::new_unchecked(ipbytes);
-            let (s, d) = (ip.src_addr(), ip.dst_addr());
-            ip.set_src_addr(d);
-            ip.set_dst_addr(s);
-            ip.set_ttl(64);
-            ip.fill_checksum();
-            let mut icmp = Icmpv4Packet::new_unchecked(ip.payload_mut());
-            icmp.set_msg_type(icmp_type::ECHO_REPLY);
-            icmp.set_code(0);
-            icmp.fill_checksum();
-        }
-        self.bump(Counter::IcmpEchoReplies, 1);
-        // Answer the frame's sender directly: the client itself on-link, else its router.
-        self.send_to(io, port, src_mac, buf);
-    }
-
-    /// An ICMP error quoting a NAT flow: translate it and send it to the other side.
-    ///
-    /// The error travels opposite to the datagram it quotes, so the quote's reversed key finds
-    /// the flow: `Original` means an error from the client side about a reply rvs sent (goes to
-    /// the server), `Reply` an error from the server side about a request rvs forwarded (goes to
-    /// the client). The owner of the flow is the worker of the quote's client address.
-    fn icmp_error(
-        &mut self,
-        port: u16,
-        mut buf: B,
-        q: icmp::Quoted,
-        now: Instant,
-        io: &mut impl Io<B>,
-        handed: bool,
-    ) {
-        if !handed && self.sharding.workers() > 1 {
-            let owner = if self.services.is_vip(q.src) {
-                self.sharding.owner(q.dst)
-            } else if self.fnat_local.contains(&q.src) {
-                // Quoting a full-NAT request (laddr -> server): owned like the reply it would
-                // have drawn.
-                self.sharding.owner_of_reply(q.dst, q.src, q.dport, q.sport)
-            } else {
-                self.sharding.owner(q.src)
-            };
-            if owner != self.worker {
-                return match io.handover(owner, port, buf, self.window) {
-                    Ok(()) => self.bump(Counter::HandoverOut, 1),
-                    Err(b) => self.drop_buf(io, b, DropReason::HandoverFull),
-                };
-            }
-        }
-        let Some((id, dir)) = self.flows.lookup(&q.reversed_key()) else {
-            return self.drop_buf(io, buf, DropReason::IcmpUnhandled);
-        };
-        let Some(c) = self.flows.get(id) else {
-            return self.drop_buf(io, buf, DropReason::IcmpUnhandled);
-        };
-        let method = self
-            .services
-            .get(c.service)
-            .map_or(ForwardMethod::Nat, |s| s.forward);
-        match (method, dir) {
-            (ForwardMethod::Nat, _) => {}
-            (ForwardMethod::Dr | ForwardMethod::Tun, Dir::Original) => {
-                // An error about a reply the server sent the client directly (addressed to the
-                // VIP, which only rvs announces): forward it to the server as the flow's packets
-                // go, untranslated, as IPVS does, so path MTU discovery works through DR/TUN.
-                let server = c.server;
-                if let Err(r) = self.transmit_prepare(
-                    method,
-                    &mut buf,
-                    (End::Dst, server, 0),
-                    (server, 0),
-                    port,
-                ) {
-                    // Never answer an ICMP error with another (RFC 1122).
-                    self.pending_frag_needed = None;
-                    return self.drop_buf(io, buf, r);
-                }
-                self.bump(Counter::IcmpErrorsTranslated, 1);
-                return self.route_out(server, buf, now, io);
-            }
-            (ForwardMethod::Fnat, _) => {
-                // Full NAT: the server knows the flow as laddr:lport <-> server:sport, the client
-                // as client:cport <-> VIP:vport. Both quoted ends and both outer ends change.
-                let (outer, inner, to) = match dir {
-                    // From the client side about a reply (VIP -> client): to the server, as if
-                    // from the local address, quoting server -> laddr.
-                    Dir::Original => (
-                        [(End::Src, c.laddr), (End::Dst, c.server)],
-                        [(End::Src, c.server, c.sport), (End::Dst, c.laddr, c.lport)],
-                        c.server,
-                    ),
-                    // From the server side about a request (laddr -> server): to the client,
-                    // from the VIP, quoting client -> VIP.
-                    Dir::Reply => (
-                        [(End::Src, c.vip), (End::Dst, c.client)],
-                        [(End::Src, c.client, c.cport), (End::Dst, c.vip, c.vport)],
-                        c.client,
-                    ),
-                };
-                let Some(ip) = buf.data_mut().get_mut(ETH_LEN..) else {
-                    return self.drop_buf(io, buf, DropReason::Truncated);
-                };
-                return match icmp::translate_ends(ip, &outer, &inner) {
-                    Ok(()) => {
-                        self.bump(Counter::IcmpErrorsTranslated, 1);
-                        self.route_out(to, buf, now, io)
-                    }
-                    Err(icmp::QuoteError::TtlExceeded) => {
-                        self.drop_buf(io, buf, DropReason::TtlExceeded)
-                    }
-                    Err(_) => self.drop_buf(io, buf, DropReason::IcmpUnhandled),
-                };
-            }
-            // Errors from a DR/TUN server's side are the server's business (it talks to the
-            // client directly).
-            _ => return self.drop_buf(io, buf, DropReason::IcmpUnhandled),
-        }
-        let (outer, inner_end, addr, aport, to) = match dir {
-            Dir::Original => (
-                Some((End::Dst, c.server)),
-                End::Src,
-                c.server,
-                c.sport,
-                c.server,
-            ),
-            Dir::Reply => {
-                // A router between rvs and the server keeps its own address as the source.
-                let outer = (q.outer_src == c.server).then_some((End::Src, c.vip));
-                (outer, End::Dst, c.vip, c.vport, c.client)
-            }
-        };
-        let Some(ip) = buf.data_mut().get_mut(ETH_LEN..) else {
-            return self.drop_buf(io, buf, DropReason::Truncated);
-        };
-        match icmp::translate(ip, outer, inner_end, addr, aport) {
-            Ok(()) => {}
-            Err(icmp::QuoteError::TtlExceeded) => {
-                return self.drop_buf(io, buf, DropReason::TtlExceeded)
-            }
-            Err(_) => return self.drop_buf(io, buf, DropReason::IcmpUnhandled),
-        }
-        self.bump(Counter::IcmpErrorsTranslated, 1);
-        self.route_out(to, buf, now, io);
     }
 }

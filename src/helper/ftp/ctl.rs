@@ -144,6 +144,18 @@ struct Pending {
     local: Option<(Ipv4Addr, u16)>,
 }
 
+/// A control segment as it arrived: where its payload starts, its TCP header length, sequence
+/// and acknowledgement numbers, flags, and payload length.
+#[derive(Clone, Copy, Debug)]
+struct Segment {
+    payload_at: usize,
+    tcp_len: usize,
+    seq: SeqNumber,
+    ack: SeqNumber,
+    flags: TcpFlags,
+    len: usize,
+}
+
 /// The slow path's FTP state: every control connection, every live expectation, and the
 /// full-NAT local ports reserved for active-mode data connections.
 #[derive(Debug)]
@@ -343,15 +355,15 @@ impl Helper {
         }
         self.items = items;
         self.delims = delims;
-        self.rebuild(
-            buf,
-            meta,
-            d,
-            (payload_at, tcp_len),
-            (seq, ack, flags),
+        let seg = Segment {
+            payload_at,
+            tcp_len,
+            seq,
+            ack,
+            flags,
             len,
-            cut,
-        )
+        };
+        self.rebuild(buf, meta, d, &seg, cut)
     }
 
     /// Apply the policy to one parsed line.
@@ -650,17 +662,22 @@ impl Helper {
 
     /// Rebuild the frame: payload from the change log (and the hold-back cut), sequence number
     /// shifted, acknowledgement and SACK edges mapped back, lengths and checksums fixed.
-    #[allow(clippy::too_many_arguments)]
     fn rebuild<B: PacketBuf>(
         &mut self,
         buf: &mut B,
         meta: &CtlMeta,
         d: usize,
-        (payload_at, tcp_len): (usize, usize),
-        (seq, ack, flags): (SeqNumber, SeqNumber, TcpFlags),
-        len: usize,
+        seg: &Segment,
         cut: usize,
     ) -> Verdict {
+        let Segment {
+            payload_at,
+            tcp_len,
+            seq,
+            ack,
+            flags,
+            len,
+        } = *seg;
         let Some(conn) = self.conns.get(&meta.key) else {
             return Ok(());
         };
