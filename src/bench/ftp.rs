@@ -40,10 +40,10 @@ use crate::flow::FlowKey;
 use crate::helper::ftp::ctl::Helper;
 use crate::helper::ftp::expect::{ExpectId, ExpectKind, Expectation, Expectations, Outcome};
 use crate::packet::PacketBuf;
-use crate::slowpath;
+use crate::slowpath::{SlowPath, SlowRings};
+use crate::stats::{Layout, SharedBlock};
 use crate::time::Instant;
 use crate::wire::{ipproto, Ipv4Packet, MacAddr, TcpFlags, TcpPacket};
-use crate::worker::{SlowMsg, SlowReturn};
 
 use super::frame::{tcp_frame, Ends, TcpSpec, Template, L4};
 use super::harness::{Phase, Shared, SlowSnap};
@@ -59,8 +59,6 @@ const SERVER_ISN: u32 = 0x7000_0000;
 /// transactions of its control connection: long after its 2 s CLOSE timeout.
 const DATA_PORTS: u32 = 50_000;
 const FIRST_DATA_PORT: u32 = 10_000;
-/// How often the slow path reaps expectations and expires state.
-const SLOW_POLL: Duration = Duration::from_millis(1);
 
 /// The control connections' original keys (client → VIP:21), in connection order.
 pub(crate) fn control_keys(o: &Options, keys: &FlowKeys) -> Vec<FlowKey> {
@@ -533,17 +531,12 @@ impl FtpDriver {
     }
 }
 
-/// The slow path, run cooperatively: rvs's `slowpath::handle` on each message, frames out on
-/// the slow path's own TX queue of each port.
+/// The slow path, run cooperatively: the same [`SlowPath::step`] as the slow-path thread of
+/// `rvs run`, answering each worker on its return ring (the workers send the frames).
 pub(crate) struct SlowRole {
-    helper: Helper,
-    inbox: Arc<ArrayQueue<SlowMsg<Mbuf>>>,
-    /// Its answers go back to the worker, which sends the frames (as under `rvs run`).
-    returns: Option<Arc<ArrayQueue<SlowReturn<Mbuf>>>>,
-    burst: usize,
+    slow: SlowPath<Mbuf>,
     hz: u64,
     t0: u64,
-    next_poll: Instant,
     handled: u64,
     busy_cycles: u64,
 }
@@ -552,21 +545,17 @@ impl SlowRole {
     pub(crate) fn new(
         cfg: &Config,
         expect: Arc<Expectations>,
-        inbox: Arc<ArrayQueue<SlowMsg<Mbuf>>>,
-        returns: Option<Arc<ArrayQueue<SlowReturn<Mbuf>>>>,
+        rings: Arc<SlowRings<Mbuf>>,
         burst: usize,
         hz: u64,
         t0: u64,
     ) -> SlowRole {
         let helper = Helper::new(cfg, expect);
+        let block = Arc::new(SharedBlock::new(Layout::of(cfg).len()));
         SlowRole {
-            helper,
-            inbox,
-            returns,
-            burst,
+            slow: SlowPath::new(helper, rings, block, burst),
             hz: hz.max(1),
             t0,
-            next_poll: Instant::ZERO,
             handled: 0,
             busy_cycles: 0,
         }
@@ -577,22 +566,7 @@ impl SlowRole {
         let now = Instant::from_nanos(
             (u128::from(t0.wrapping_sub(self.t0)) * 1_000_000_000 / u128::from(self.hz)) as u64,
         );
-        let mut work = 0u64;
-        for _ in 0..self.burst {
-            let Some(returns) = self.returns.as_ref().filter(|r| !r.is_full()) else {
-                break;
-            };
-            let Some(msg) = self.inbox.pop() else { break };
-            work += 1;
-            if let Some(ret) = slowpath::handle(&mut self.helper, msg, now, drop) {
-                // The only producer, and there was room.
-                let _ = returns.push(ret);
-            }
-        }
-        if now >= self.next_poll {
-            self.helper.poll(now);
-            self.next_poll = now + SLOW_POLL;
-        }
+        let work = self.slow.step(now) as u64;
         if work > 0 {
             self.handled += work;
             self.busy_cycles += dpdk::tsc().wrapping_sub(t0);
@@ -605,7 +579,7 @@ impl SlowRole {
             Phase::Done => 1,
             _ => return,
         };
-        let counters = self.helper.counters().clone();
+        let counters = self.slow.helper.counters().clone();
         let snap = SlowSnap {
             handled: self.handled,
             busy_cycles: self.busy_cycles,

@@ -16,7 +16,6 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crossbeam::queue::ArrayQueue;
 use hdrhistogram::Histogram;
 
 use crate::config::{Config, ConfigError};
@@ -27,10 +26,12 @@ use crate::dpdk::{
 use crate::flow::rss::Sharding;
 use crate::helper::ftp::expect::Expectations;
 use crate::packet::PacketBuf;
-use crate::stats::{Counter, DropReason, FtpCounter, Layout, LocalBlock};
+use crate::runtime::mail::Mailboxes;
+use crate::runtime::worker::WorkerLoop;
+use crate::stats::{Counter, DropReason, FtpCounter, Layout, LocalBlock, SharedBlock};
 use crate::time::Instant;
 use crate::wire::{MacAddr, TcpFlags};
-use crate::worker::{Io, Pipeline, SlowMsg, SlowReturn};
+use crate::worker::Pipeline;
 
 use super::frame::{latency, read_stamp, Ends, Template, L4};
 use super::ftp::{FtpDriver, FtpSinkHook, SlowRole};
@@ -389,109 +390,10 @@ fn fill(m: &mut Mbuf, tpl: &Template, src: std::net::Ipv4Addr, sport: u16, stamp
     }
 }
 
-/// What a worker's I/O does with frames: the runtime's `MbufIo` minus the inboxes the bench
-/// never uses (a handover is refused and counted; independent shards never hand over).
-struct BenchIo {
-    pool: Arc<Mempool>,
-    tx: Vec<(TxQueue, Vec<Mbuf>)>,
-    discard: Vec<Mbuf>,
-    burst: usize,
-    slow: Option<Arc<ArrayQueue<SlowMsg<Mbuf>>>>,
-    /// The slow path's answers, in order (see `worker::order`).
-    slow_return: Option<Arc<ArrayQueue<SlowReturn<Mbuf>>>>,
-    sent: u64,
-    sent_bytes: u64,
-    full: u64,
-}
-
-impl BenchIo {
-    fn flush(&mut self, pipeline: &mut Pipeline<Mbuf>) {
-        for (q, pkts) in self.tx.iter_mut() {
-            transmit(
-                q,
-                pkts,
-                &mut self.discard,
-                &mut self.sent,
-                &mut self.sent_bytes,
-                &mut self.full,
-            );
-        }
-        pipeline.count_tx(self.sent, self.sent_bytes);
-        pipeline.count_drop(DropReason::TxFull, self.full);
-        (self.sent, self.sent_bytes, self.full) = (0, 0, 0);
-        if !self.discard.is_empty() {
-            free_bulk(&mut self.discard);
-        }
-    }
-}
-
-/// Send the front of `pkts`; what the ring did not take goes to `discard` (counted as tx_full).
-#[inline]
-fn transmit(
-    q: &mut TxQueue,
-    pkts: &mut Vec<Mbuf>,
-    discard: &mut Vec<Mbuf>,
-    sent: &mut u64,
-    bytes: &mut u64,
-    full: &mut u64,
-) {
-    if pkts.is_empty() {
-        return;
-    }
-    let total: u64 = pkts.iter().map(|m| m.len() as u64).sum();
-    let n = q.tx_burst(pkts);
-    let unsent: u64 = pkts.iter().map(|m| m.len() as u64).sum();
-    *sent += n as u64;
-    *bytes += total - unsent;
-    if !pkts.is_empty() {
-        *full += pkts.len() as u64;
-        discard.append(pkts);
-    }
-}
-
-impl Io<Mbuf> for BenchIo {
-    fn alloc(&mut self) -> Option<Mbuf> {
-        self.pool.alloc()
-    }
-
-    fn send(&mut self, port: u16, buf: Mbuf) {
-        match self.tx.get_mut(usize::from(port)) {
-            Some((q, pkts)) => {
-                pkts.push(buf);
-                if pkts.len() >= self.burst * 4 {
-                    transmit(
-                        q,
-                        pkts,
-                        &mut self.discard,
-                        &mut self.sent,
-                        &mut self.sent_bytes,
-                        &mut self.full,
-                    );
-                }
-            }
-            None => self.discard.push(buf),
-        }
-    }
-
-    fn discard(&mut self, buf: Mbuf) {
-        self.discard.push(buf);
-        if self.discard.len() >= self.burst * 4 {
-            free_bulk(&mut self.discard);
-        }
-    }
-
-    fn slow_path(&mut self, msg: SlowMsg<Mbuf>) -> Result<(), SlowMsg<Mbuf>> {
-        match &self.slow {
-            Some(q) => q.push(msg),
-            None => Err(msg),
-        }
-    }
-}
-
 /// What a worker runs.
 enum Engine {
-    /// rvs's pipeline.
-    Rvs(Box<Pipeline<Mbuf>>, Box<BenchIo>),
+    /// rvs's worker loop, as `rvs run` runs it.
+    Rvs(Box<WorkerLoop>),
     /// MAC swap and straight back out of the port it came in on.
     Null(Vec<TxQueue>),
 }
@@ -519,26 +421,8 @@ impl Worker {
         let t0 = dpdk::tsc();
         let mut got = 0usize;
         match &mut self.engine {
-            Engine::Rvs(pipeline, io) => {
-                let now = self.clock.at(t0);
-                for (port, q) in self.rxqs.iter_mut().enumerate() {
-                    let n = q.rx_burst(&mut self.rx, self.burst);
-                    if n == 0 {
-                        continue;
-                    }
-                    got += n;
-                    pipeline.process_burst(port as u16, &mut self.rx, now, io.as_mut());
-                }
-                while let Some(ret) = io.slow_return.as_ref().and_then(|q| q.pop()) {
-                    got += 1;
-                    pipeline.slow_path_returned(ret, now);
-                }
-                if pipeline.held() > 0 {
-                    // The harness hands nothing over between lanes: no other worker to wait for.
-                    pipeline.release_ordered(crate::time::Instant::MAX, now, io.as_mut());
-                }
-                pipeline.poll(now, io.as_mut());
-                io.flush(pipeline);
+            Engine::Rvs(w) => {
+                got = w.step(self.clock.at(t0));
             }
             Engine::Null(txqs) => {
                 for (q, tq) in self.rxqs.iter_mut().zip(txqs.iter_mut()) {
@@ -573,7 +457,8 @@ impl Worker {
 
     fn snapshot(&mut self) -> WorkerSnap {
         let (counters, flows) = match &mut self.engine {
-            Engine::Rvs(p, _) => {
+            Engine::Rvs(w) => {
+                let p = w.pipeline_mut();
                 p.refresh_gauges();
                 (p.counters().clone(), p.flows().len() as u64)
             }
@@ -598,9 +483,10 @@ impl Worker {
         if phase == Phase::Warmup {
             self.publish_masters();
         }
-        if let Engine::Rvs(p, _) = &self.engine {
+        if let Engine::Rvs(w) = &self.engine {
             if let Some(l) = self.shared.lanes.get(self.lane) {
-                l.flows.store(p.flows().len() as u64, Ordering::Release);
+                l.flows
+                    .store(w.pipeline().flows().len() as u64, Ordering::Release);
             }
         }
         if let Some(slot) = phase.slot() {
@@ -612,17 +498,19 @@ impl Worker {
 
     /// Publish the flow count (for the controller, at the end of population).
     fn publish_flows(&self) {
-        if let (Engine::Rvs(p, _), Some(l)) = (&self.engine, self.shared.lanes.get(self.lane)) {
-            l.flows.store(p.flows().len() as u64, Ordering::Release);
+        if let (Engine::Rvs(w), Some(l)) = (&self.engine, self.shared.lanes.get(self.lane)) {
+            l.flows
+                .store(w.pipeline().flows().len() as u64, Ordering::Release);
         }
     }
 
     /// FTP data: look up the control connections' flow-table slots (the expectations name
     /// them as their master) and publish them for the generator.
     fn publish_masters(&self) {
-        let (Engine::Rvs(p, _), Some(l)) = (&self.engine, self.shared.lanes.get(self.lane)) else {
+        let (Engine::Rvs(w), Some(l)) = (&self.engine, self.shared.lanes.get(self.lane)) else {
             return;
         };
+        let p = w.pipeline();
         if self.master_keys.is_empty() {
             return;
         }
@@ -637,8 +525,8 @@ impl Worker {
     }
 
     fn finish(&mut self) {
-        if let Engine::Rvs(p, io) = &mut self.engine {
-            io.flush(p);
+        if let Engine::Rvs(w) = &mut self.engine {
+            w.flush();
         }
     }
 }
@@ -1104,15 +992,13 @@ pub fn run(o: &Options) -> Result<Report, BenchError> {
     });
 
     let expect = Arc::new(Expectations::new(cfg.ftp.max_expectations));
-    let mut slow_inbox: Option<Arc<ArrayQueue<SlowMsg<Mbuf>>>> =
-        (o.scenario == Scenario::FtpCtl).then(|| Arc::new(ArrayQueue::new(cfg.ftp.ring_size)));
+    // The queues of `rvs run`, one inbox of each kind per lane (lanes never hand over: each
+    // generates only flows its own worker owns), and the rings to the slow path.
+    let mail = Arc::new(Mailboxes::new(lanes, cfg.ftp.ring_size));
 
     // Per-lane queue handles: worker w owns RX queue w and TX queue w of both ports.
     let mut rxqs: Vec<Vec<RxQueue>> = (0..lanes).map(|_| Vec::new()).collect();
     let mut txqs: Vec<Vec<TxQueue>> = (0..lanes).map(|_| Vec::new()).collect();
-    let slow_return: Option<Arc<ArrayQueue<SlowReturn<Mbuf>>>> = slow_inbox
-        .as_ref()
-        .map(|_| Arc::new(ArrayQueue::new(cfg.ftp.ring_size)));
     for (rxq, txq) in queues {
         for (w, q) in rxq.into_iter().enumerate() {
             if let Some(v) = rxqs.get_mut(w) {
@@ -1150,28 +1036,24 @@ pub fn run(o: &Options) -> Result<Report, BenchError> {
         } else {
             0
         };
-        let engine = if o.scenario == Scenario::Null {
-            Engine::Null(txq)
+        // The null engine reads the lane's RX queues itself; rvs's worker loop owns them.
+        let (engine, rxq) = if o.scenario == Scenario::Null {
+            (Engine::Null(txq), rxq)
         } else {
             let mut p: Pipeline<Mbuf> = Pipeline::new(&cfg, &macs, w as u16, Instant::ZERO);
             if ftp {
                 p.set_expectations(Arc::clone(&expect));
             }
-            let io = BenchIo {
-                pool: Arc::clone(&pool),
-                tx: txq
-                    .into_iter()
-                    .map(|q| (q, Vec::with_capacity(o.burst * 4)))
-                    .collect(),
-                discard: Vec::with_capacity(o.burst * 4),
-                burst: o.burst,
-                slow: slow_inbox.clone(),
-                slow_return: slow_return.clone(),
-                sent: 0,
-                sent_bytes: 0,
-                full: 0,
-            };
-            Engine::Rvs(Box::new(p), Box::new(io))
+            let block = Arc::new(SharedBlock::new(p.layout().len()));
+            let engine = Engine::Rvs(Box::new(WorkerLoop::new(
+                p,
+                (rxq, txq),
+                Arc::clone(&pool),
+                Arc::clone(&mail),
+                block,
+                o.burst,
+            )));
+            (engine, Vec::new())
         };
         let worker = Worker {
             lane: w,
@@ -1303,12 +1185,11 @@ pub fn run(o: &Options) -> Result<Report, BenchError> {
                 j.workers.push(worker);
                 jobs.push(j);
             }
-            if let Some(inbox) = &slow_inbox {
+            if o.scenario == Scenario::FtpCtl {
                 main.slow = Some(SlowRole::new(
                     &cfg,
                     Arc::clone(&expect),
-                    Arc::clone(inbox),
-                    slow_return.clone(),
+                    Arc::clone(&mail.slow),
                     o.burst,
                     hz,
                     t0,
@@ -1347,12 +1228,7 @@ pub fn run(o: &Options) -> Result<Report, BenchError> {
 
     let report = control.map(|c| build_report(o, &cfg, &shared, &c, hz));
     // Frames still waiting for the slow path go back to the pool before it goes.
-    if let Some(q) = slow_inbox.take() {
-        while q.pop().is_some() {}
-    }
-    if let Some(q) = slow_return {
-        while q.pop().is_some() {}
-    }
+    mail.drain();
     drop(ports);
     drop(pool);
     drop(eal);

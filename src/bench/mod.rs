@@ -3,8 +3,8 @@
 //!
 //! ```text
 //!  generator ──SP/SC ring──▶ [ring port 0 "client", RX queue w] ─┐
-//!  (templates patched           worker w: RxQueue::rx_burst ─▶ Pipeline<Mbuf>::process
-//!   per packet, TSC stamp)      ─▶ TxQueue::tx_burst (the same loop shape as runtime.rs)
+//!  (templates patched           worker w: `rvs run`'s WorkerLoop::step (rx_burst ─▶
+//!   per packet, TSC stamp)      Pipeline<Mbuf>::process_burst ─▶ inboxes ─▶ tx_burst)
 //!            ──SP/SC ring──▶ [ring port 1 "server", RX queue w] ─┘      │
 //!  sink ◀──SP/SC ring── [port 0 / port 1, TX queue w] ◀──────────────────┘
 //!  (reads the stamp into an hdrhistogram, frees in bulk)

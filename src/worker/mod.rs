@@ -13,10 +13,10 @@ pub mod pipeline;
 
 use std::net::Ipv4Addr;
 
-use crate::helper::ftp::ctl::{CtlKey, CtlMeta};
 use crate::time::Instant;
 use crate::wire::MacAddr;
 
+pub use crate::slowpath::{SlowMsg, SlowReturn};
 pub use pipeline::{Pipeline, PortAddr};
 
 /// Where the pipeline sends frames and gets fresh buffers.
@@ -54,47 +54,4 @@ pub trait Io<B> {
     fn slow_path(&mut self, msg: SlowMsg<B>) -> Result<(), SlowMsg<B>> {
         Err(msg)
     }
-}
-
-/// The slow path's answer to each [`SlowMsg::Packet`], in the order the worker gave them, on
-/// that worker's return ring: the frame to send, or word that it was dropped (counted by the
-/// helper). The worker sends it and lets go the frames of its host pair that waited behind it
-/// (see [`order`]).
-#[derive(Debug)]
-pub enum SlowReturn<B> {
-    /// Send `buf` out of `port` as it is.
-    Send {
-        /// The port.
-        port: u16,
-        /// The frame.
-        buf: B,
-    },
-    /// The slow path dropped the frame.
-    Dropped,
-}
-
-/// What a worker tells the slow path, in order, over its own ring. Frames of one control
-/// connection always come from the worker that owns it, so the slow path sees each
-/// connection's packets in the order that worker forwarded them.
-#[derive(Debug)]
-pub enum SlowMsg<B> {
-    /// A control connection's frame: rewritten by the worker, Ethernet header built, to be
-    /// sent out of `port` once the FTP helper is done with it.
-    Packet {
-        /// The port to send it out of.
-        port: u16,
-        /// The frame.
-        buf: B,
-        /// The connection, as the worker holds it.
-        meta: CtlMeta,
-    },
-    /// A control connection ended: withdraw its expectations.
-    Closed(CtlKey),
-    /// A full-NAT active-mode data connection ended: its local port is free again.
-    Released {
-        /// Local address.
-        laddr: Ipv4Addr,
-        /// Local port.
-        lport: u16,
-    },
 }

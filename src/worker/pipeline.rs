@@ -269,6 +269,11 @@ impl<B: PacketBuf> Pipeline<B> {
         self.ftp = Some(FtpWorker::new(self.worker, expect));
     }
 
+    /// This worker's index.
+    pub fn worker(&self) -> u16 {
+        self.worker
+    }
+
     /// The counters (published by the poll loop).
     pub fn counters(&self) -> &LocalBlock {
         &self.counters
