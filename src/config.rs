@@ -14,11 +14,16 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde::Deserialize;
 
 use crate::wire::MacAddr;
+
+// The domain types the file's fields turn into (re-exported: the schema names them).
+pub use crate::flow::tcp_state::Timeouts;
+pub use crate::lb::{PortSet, SchedulerKind};
+pub use crate::neigh::route::Ipv4Net;
+pub use crate::xmit::ForwardMethod;
 
 /// A refused configuration: which file, which field, what is wrong and what would be accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,56 +54,10 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// An IPv4 interface address with its prefix length, written `192.0.2.1/24`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ipv4Net {
-    /// The address.
-    pub addr: Ipv4Addr,
-    /// Prefix length, 1..=32.
-    pub prefix: u8,
-}
-
-impl Ipv4Net {
-    /// The netmask as an integer.
-    pub fn mask(&self) -> u32 {
-        u32::MAX
-            .checked_shl(32 - u32::from(self.prefix))
-            .unwrap_or(0)
-    }
-    /// True when `ip` is inside this subnet.
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        (u32::from(ip) & self.mask()) == (u32::from(self.addr) & self.mask())
-    }
-}
-
-impl FromStr for Ipv4Net {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (a, p) = s
-            .split_once('/')
-            .ok_or_else(|| format!("`{s}` needs a prefix length, e.g. 192.0.2.1/24"))?;
-        let addr = a
-            .parse::<Ipv4Addr>()
-            .map_err(|_| format!("`{a}` is not an IPv4 address"))?;
-        let prefix = p
-            .parse::<u8>()
-            .ok()
-            .filter(|p| (1..=32).contains(p))
-            .ok_or_else(|| format!("prefix `/{p}` must be 1 to 32"))?;
-        Ok(Ipv4Net { addr, prefix })
-    }
-}
-
 impl<'de> Deserialize<'de> for Ipv4Net {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl fmt::Display for Ipv4Net {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
     }
 }
 
@@ -130,7 +89,7 @@ pub struct Config {
     pub arp: ArpConfig,
     /// Idle timeouts by protocol state.
     #[serde(default)]
-    pub timeouts: Timeouts,
+    pub timeouts: TimeoutsConfig,
     /// Network ports (at least one).
     #[serde(rename = "port", default)]
     pub ports: Vec<PortConfig>,
@@ -364,10 +323,10 @@ fn default_arp_entries() -> usize {
     4096
 }
 
-/// `[timeouts]`: seconds, with IPVS's defaults.
+/// `[timeouts]`: seconds, with IPVS's defaults (see [`Timeouts`], what the flow table uses).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Timeouts {
+pub struct TimeoutsConfig {
     /// TCP established.
     #[serde(default = "t900")]
     pub tcp_established: u64,
@@ -397,9 +356,27 @@ pub struct Timeouts {
     pub udp: u64,
 }
 
-impl Default for Timeouts {
-    fn default() -> Self {
+impl TimeoutsConfig {
+    /// The timeouts as the flow table uses them.
+    pub fn model(&self) -> Timeouts {
+        let d = std::time::Duration::from_secs;
         Timeouts {
+            tcp_established: d(self.tcp_established),
+            tcp_syn_sent: d(self.tcp_syn_sent),
+            tcp_syn_recv: d(self.tcp_syn_recv),
+            tcp_fin_wait: d(self.tcp_fin_wait),
+            tcp_time_wait: d(self.tcp_time_wait),
+            tcp_close_wait: d(self.tcp_close_wait),
+            tcp_last_ack: d(self.tcp_last_ack),
+            tcp_close: d(self.tcp_close),
+            udp: d(self.udp),
+        }
+    }
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
             tcp_established: 900,
             tcp_syn_sent: 120,
             tcp_syn_recv: 60,
@@ -511,71 +488,27 @@ impl Protocol {
     }
 }
 
-/// Scheduler of a service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SchedulerKind {
-    /// Round robin.
-    Rr,
-    /// Weighted round robin (IPVS's algorithm).
-    #[default]
-    Wrr,
-    /// Least connections.
-    Lc,
-    /// Weighted least connections.
-    Wlc,
-    /// Shortest expected delay.
-    Sed,
-    /// Never queue.
-    Nq,
-    /// Source hashing (256 buckets).
-    Sh,
-    /// Maglev hashing (prime table of 65537 entries).
-    Mh,
-}
-
-impl SchedulerKind {
-    /// ipvsadm's name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            SchedulerKind::Rr => "rr",
-            SchedulerKind::Wrr => "wrr",
-            SchedulerKind::Lc => "lc",
-            SchedulerKind::Wlc => "wlc",
-            SchedulerKind::Sed => "sed",
-            SchedulerKind::Nq => "nq",
-            SchedulerKind::Sh => "sh",
-            SchedulerKind::Mh => "mh",
-        }
+/// The config file names each scheduler as ipvsadm does.
+impl<'de> Deserialize<'de> for SchedulerKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const NAMES: &[&str] = &["rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "mh"];
+        let s = String::deserialize(d)?;
+        SchedulerKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&s, NAMES))
     }
 }
 
-/// Forwarding method of a service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ForwardMethod {
-    /// Destination NAT in, source NAT back (`ipvsadm -m`).
-    #[default]
-    Nat,
-    /// Direct routing (`ipvsadm -g`): only the destination MAC changes; servers on a connected
-    /// subnet hold the VIP on a loopback interface and answer clients directly.
-    Dr,
-    /// IP-in-IP tunnelling (`ipvsadm -i`): the datagram is encapsulated to the server, which
-    /// decapsulates it and answers clients directly.
-    Tun,
-    /// Full NAT: the source becomes one of the service's `local_addresses` (and a local port)
-    /// too, so replies come back to rvs whatever the servers' routing.
-    Fnat,
-}
-impl ForwardMethod {
-    /// Lowercase name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            ForwardMethod::Nat => "nat",
-            ForwardMethod::Dr => "dr",
-            ForwardMethod::Tun => "tun",
-            ForwardMethod::Fnat => "fnat",
-        }
+/// The config file names each forwarding method in lowercase.
+impl<'de> Deserialize<'de> for ForwardMethod {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const NAMES: &[&str] = &["nat", "dr", "tun", "fnat"];
+        let s = String::deserialize(d)?;
+        ForwardMethod::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&s, NAMES))
     }
 }
 
@@ -688,116 +621,13 @@ fn default_netmask() -> u8 {
     32
 }
 
-/// A set of ports: sorted, merged, inclusive ranges.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PortSet {
-    ranges: Vec<(u16, u16)>,
-}
-
-impl PortSet {
-    /// Every port.
-    pub fn all() -> PortSet {
-        PortSet {
-            ranges: vec![(1, u16::MAX)],
-        }
-    }
-
-    /// One port.
-    pub fn single(p: u16) -> PortSet {
-        PortSet {
-            ranges: vec![(p, p)],
-        }
-    }
-
-    /// Parse `["21", "10000-10100"]` or `["*"]`.
-    pub fn parse(items: &[String]) -> Result<PortSet, String> {
-        let mut ranges = Vec::new();
-        for it in items {
-            let t = it.trim();
-            if t == "*" {
-                return Ok(PortSet::all());
-            }
-            let (a, b) = t.split_once('-').unwrap_or((t, t));
-            let lo = a.trim().parse::<u16>().ok().filter(|p| *p > 0);
-            let hi = b.trim().parse::<u16>().ok().filter(|p| *p > 0);
-            match (lo, hi) {
-                (Some(lo), Some(hi)) if lo <= hi => ranges.push((lo, hi)),
-                _ => {
-                    return Err(format!(
-                        "`{it}` is not a port (1-65535), a range like \"10000-10100\", or \"*\""
-                    ))
-                }
-            }
-        }
-        if ranges.is_empty() {
-            return Err(
-                "an empty list: give ports like [\"21\", \"10000-10100\"] or [\"*\"]".into(),
-            );
-        }
-        ranges.sort_unstable();
-        let mut merged: Vec<(u16, u16)> = Vec::with_capacity(ranges.len());
-        for (lo, hi) in ranges {
-            match merged.last_mut() {
-                Some(last) if u32::from(lo) <= u32::from(last.1) + 1 => last.1 = last.1.max(hi),
-                _ => merged.push((lo, hi)),
-            }
-        }
-        Ok(PortSet { ranges: merged })
-    }
-
-    /// True when `p` is in the set.
-    pub fn contains(&self, p: u16) -> bool {
-        self.ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&p))
-    }
-
-    /// The port when the set holds exactly one.
-    pub fn as_single(&self) -> Option<u16> {
-        match self.ranges.as_slice() {
-            [(lo, hi)] if lo == hi => Some(*lo),
-            _ => None,
-        }
-    }
-
-    /// True when the two sets share a port.
-    pub fn overlaps(&self, other: &PortSet) -> bool {
-        self.ranges
-            .iter()
-            .any(|(a, b)| other.ranges.iter().any(|(c, d)| a <= d && c <= b))
-    }
-
-    /// The ranges, sorted and merged.
-    pub fn ranges(&self) -> &[(u16, u16)] {
-        &self.ranges
-    }
-}
-
-impl fmt::Display for PortSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.ranges == [(1, u16::MAX)] {
-            return f.write_str("*");
-        }
-        let parts: Vec<String> = self
-            .ranges
-            .iter()
-            .map(|(lo, hi)| {
-                if lo == hi {
-                    lo.to_string()
-                } else {
-                    format!("{lo}-{hi}")
-                }
-            })
-            .collect();
-        f.write_str(&parts.join(","))
-    }
-}
-
 impl ServiceConfig {
     /// The service's ports (empty when the config is invalid; validation refuses that).
     pub fn port_set(&self) -> PortSet {
         match (&self.port, &self.ports) {
             (Some(p), None) => PortSet::single(*p),
-            (None, Some(list)) => PortSet::parse(list).unwrap_or(PortSet { ranges: Vec::new() }),
-            _ => PortSet { ranges: Vec::new() },
+            (None, Some(list)) => PortSet::parse(list).unwrap_or(PortSet::empty()),
+            _ => PortSet::empty(),
         }
     }
 
@@ -1538,6 +1368,11 @@ port = 8080
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
         Config::parse(s, Path::new("t.toml"))
+    }
+
+    #[test]
+    fn timeout_defaults_are_the_flow_tables() {
+        assert_eq!(TimeoutsConfig::default().model(), Timeouts::default());
     }
 
     #[test]

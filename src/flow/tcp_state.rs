@@ -28,8 +28,48 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::config::Timeouts;
 use crate::flow::Dir;
+
+/// How long a connection lives idle in each state (and a UDP flow in any), IPVS's table.
+/// `Default` gives IPVS's defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// ESTABLISHED (900 s).
+    pub tcp_established: Duration,
+    /// SYN_SENT, after a SYN from the server side (120 s).
+    pub tcp_syn_sent: Duration,
+    /// SYN_RECV, after the client's SYN until the handshake completes (60 s).
+    pub tcp_syn_recv: Duration,
+    /// FIN_WAIT, after the server's FIN (120 s).
+    pub tcp_fin_wait: Duration,
+    /// TIME_WAIT, after both FINs (120 s).
+    pub tcp_time_wait: Duration,
+    /// CLOSE_WAIT, after the client's FIN (60 s).
+    pub tcp_close_wait: Duration,
+    /// LAST_ACK (30 s; IPVS's state table never enters it).
+    pub tcp_last_ack: Duration,
+    /// CLOSE, after a RST (10 s).
+    pub tcp_close: Duration,
+    /// UDP idle (300 s).
+    pub udp: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let d = Duration::from_secs;
+        Timeouts {
+            tcp_established: d(900),
+            tcp_syn_sent: d(120),
+            tcp_syn_recv: d(60),
+            tcp_fin_wait: d(120),
+            tcp_time_wait: d(120),
+            tcp_close_wait: d(60),
+            tcp_last_ack: d(30),
+            tcp_close: d(10),
+            udp: d(300),
+        }
+    }
+}
 
 /// State of a tracked TCP connection, numbered as the kernel's `IP_VS_TCP_S_*`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -238,10 +278,10 @@ impl TcpState {
 
     /// How long a connection in this state lives without traffic.
     pub fn timeout(self, t: &Timeouts) -> Duration {
-        let secs = match self {
-            TcpState::None => return NONE_TIMEOUT,
-            TcpState::Listen => return LISTEN_TIMEOUT,
-            TcpState::SynAck => return SYNACK_TIMEOUT,
+        match self {
+            TcpState::None => NONE_TIMEOUT,
+            TcpState::Listen => LISTEN_TIMEOUT,
+            TcpState::SynAck => SYNACK_TIMEOUT,
             TcpState::Established => t.tcp_established,
             TcpState::SynSent => t.tcp_syn_sent,
             TcpState::SynRecv => t.tcp_syn_recv,
@@ -250,8 +290,7 @@ impl TcpState {
             TcpState::Close => t.tcp_close,
             TcpState::CloseWait => t.tcp_close_wait,
             TcpState::LastAck => t.tcp_last_ack,
-        };
-        Duration::from_secs(secs)
+        }
     }
 
     /// True in `ESTABLISHED` only: the classic IPVS split of a server's connections into active
@@ -533,8 +572,8 @@ mod tests {
         }
         // Configured values are used, not the defaults.
         let t = Timeouts {
-            tcp_established: 7,
-            tcp_last_ack: 8,
+            tcp_established: Duration::from_secs(7),
+            tcp_last_ack: Duration::from_secs(8),
             ..Timeouts::default()
         };
         assert_eq!(S::Established.timeout(&t), Duration::from_secs(7));

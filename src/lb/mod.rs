@@ -8,8 +8,11 @@
 pub mod dest;
 pub mod laddr;
 pub mod persist;
+pub mod ports;
 pub mod sched;
 pub mod service;
 
 pub use dest::Dest;
+pub use ports::PortSet;
+pub use sched::SchedulerKind;
 pub use service::{Service, ServiceTable};

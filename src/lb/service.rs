@@ -13,9 +13,11 @@ use hashbrown::{HashMap, HashSet};
 use super::dest::Dest;
 use super::persist::Persistence;
 use super::sched::{self, Scheduler};
-use crate::config::{Config, ForwardMethod, PortSet};
+use super::PortSet;
+use crate::config::Config;
 use crate::flow::FlowKey;
 use crate::time::Instant;
+use crate::xmit::ForwardMethod;
 
 /// One virtual service as a worker sees it.
 #[derive(Debug)]

@@ -2,7 +2,10 @@
 
 use std::net::Ipv4Addr;
 
-use crate::config::{Config, Ipv4Net};
+use std::fmt;
+use std::str::FromStr;
+
+use crate::config::Config;
 
 /// The routing table: one connected subnet per port, optional gateways.
 #[derive(Clone, Debug, Default)]
@@ -84,5 +87,51 @@ mod tests {
             ports: vec![("192.0.2.1/24".parse().unwrap(), None)],
         };
         assert_eq!(none.next_hop(Ipv4Addr::new(203, 0, 113, 5)), None);
+    }
+}
+
+/// An IPv4 interface address with its prefix length, written `192.0.2.1/24`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Net {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// Prefix length, 1..=32.
+    pub prefix: u8,
+}
+
+impl Ipv4Net {
+    /// The netmask as an integer.
+    pub fn mask(&self) -> u32 {
+        u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0)
+    }
+    /// True when `ip` is inside this subnet.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        (u32::from(ip) & self.mask()) == (u32::from(self.addr) & self.mask())
+    }
+}
+
+impl FromStr for Ipv4Net {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` needs a prefix length, e.g. 192.0.2.1/24"))?;
+        let addr = a
+            .parse::<Ipv4Addr>()
+            .map_err(|_| format!("`{a}` is not an IPv4 address"))?;
+        let prefix = p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| (1..=32).contains(p))
+            .ok_or_else(|| format!("prefix `/{p}` must be 1 to 32"))?;
+        Ok(Ipv4Net { addr, prefix })
+    }
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
     }
 }

@@ -32,9 +32,10 @@ mod setup;
 
 use super::order::{HostOrder, HostPair, Placed, Release};
 use super::{Io, SlowMsg, SlowReturn};
-use crate::config::{Config, ForwardMethod, Timeouts};
+use crate::config::Config;
 use crate::flow::conn::{FTP_CONTROL, FTP_DATA, FTP_NONE};
 use crate::flow::rss::Sharding;
+use crate::flow::tcp_state::Timeouts;
 use crate::flow::tcp_state::{direction, Direction, Seen};
 use crate::flow::{Conn, ConnId, Dir, FlowKey, FlowTable, InsertError, TcpState};
 use crate::helper::ftp::ctl::{CtlKey, CtlMeta};
@@ -51,6 +52,7 @@ use crate::wire::{
     Icmpv4Packet, Ipv4Packet, MacAddr, TcpPacket, UdpPacket,
 };
 use crate::xmit::nat::{self, End, RewriteError};
+use crate::xmit::ForwardMethod;
 use crate::xmit::{dr, icmp as xmit_icmp, tun};
 
 const ETH_LEN: usize = 14;
@@ -238,7 +240,7 @@ impl<B: PacketBuf> Pipeline<B> {
             neigh,
             flows: FlowTable::new(cfg.flows.capacity, now),
             services,
-            timeouts: cfg.timeouts.clone(),
+            timeouts: cfg.timeouts.model(),
             expire_budget: cfg.flows.expire_budget,
             layout,
             counters: LocalBlock::new(layout.len()),

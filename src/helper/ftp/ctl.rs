@@ -37,13 +37,14 @@ use super::expect::{ExpectId, ExpectKind, Expectation, Expectations, Outcome};
 use super::mangle;
 use super::parse::{self, Event, Item, Side, StreamParser};
 use super::seqadj::{ChangeLog, SeqError};
-use crate::config::{Config, ForwardMethod};
+use crate::config::Config;
 use crate::flow::Dir;
 use crate::lb::laddr::FTP_ACTIVE_FIRST;
 use crate::packet::PacketBuf;
 use crate::stats::{DropReason, FtpCounter, Layout, LocalBlock};
 use crate::time::Instant;
 use crate::wire::{option_kind, tcp_options, Ipv4Packet, SeqNumber, TcpFlags, TcpPacket};
+use crate::xmit::ForwardMethod;
 
 const ETH_LEN: usize = 14;
 /// VIP ports tried for a passive data connection before giving up.

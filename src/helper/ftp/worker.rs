@@ -23,13 +23,13 @@ use hashbrown::HashMap;
 
 use super::ctl::CtlKey;
 use super::expect::{ExpectKind, Expectation, Expectations};
-use crate::config::{ForwardMethod, Timeouts};
 use crate::flow::conn::{FTP_CONTROL, FTP_DATA};
-use crate::flow::tcp_state::{Direction, Seen};
+use crate::flow::tcp_state::{Direction, Seen, Timeouts};
 use crate::flow::{Conn, ConnId, Dir, FlowKey, TcpState};
 use crate::lb::ServiceTable;
 use crate::time::Instant;
 use crate::wire::ipproto;
+use crate::xmit::ForwardMethod;
 
 /// News for the slow path that no frame carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

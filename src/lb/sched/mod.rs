@@ -22,9 +22,58 @@ pub use sh::{SourceHashing, SH_TABLE_BITS};
 pub use wlc::WeightedLeastConnection;
 pub use wrr::WeightedRoundRobin;
 
-use crate::config::SchedulerKind;
 use crate::flow::FlowKey;
 use crate::lb::Dest;
+
+/// Scheduler of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SchedulerKind {
+    /// Round robin.
+    Rr,
+    /// Weighted round robin (IPVS's algorithm).
+    #[default]
+    Wrr,
+    /// Least connections.
+    Lc,
+    /// Weighted least connections.
+    Wlc,
+    /// Shortest expected delay.
+    Sed,
+    /// Never queue.
+    Nq,
+    /// Source hashing (256 buckets).
+    Sh,
+    /// Maglev hashing (prime table of 65537 entries).
+    Mh,
+}
+
+impl SchedulerKind {
+    /// Every scheduler.
+    pub const ALL: [SchedulerKind; 8] = [
+        SchedulerKind::Rr,
+        SchedulerKind::Wrr,
+        SchedulerKind::Lc,
+        SchedulerKind::Wlc,
+        SchedulerKind::Sed,
+        SchedulerKind::Nq,
+        SchedulerKind::Sh,
+        SchedulerKind::Mh,
+    ];
+
+    /// ipvsadm's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SchedulerKind::Rr => "rr",
+            SchedulerKind::Wrr => "wrr",
+            SchedulerKind::Lc => "lc",
+            SchedulerKind::Wlc => "wlc",
+            SchedulerKind::Sed => "sed",
+            SchedulerKind::Nq => "nq",
+            SchedulerKind::Sh => "sh",
+            SchedulerKind::Mh => "mh",
+        }
+    }
+}
 
 /// Picks a real server for a new connection.
 pub trait Scheduler: Send + std::fmt::Debug {

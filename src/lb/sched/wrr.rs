@@ -85,10 +85,10 @@ mod tests {
     #[test]
     fn exact_ratio_over_whole_cycles() {
         let d = dests(&[3, 1]);
-        let mut s = super::super::new(crate::config::SchedulerKind::Wrr, &d);
+        let mut s = super::super::new(crate::lb::SchedulerKind::Wrr, &d);
         assert_eq!(tally(s.as_mut(), &d, 400), vec![300, 100]);
         let d = dests(&[4, 2, 6]);
-        let mut s = super::super::new(crate::config::SchedulerKind::Wrr, &d);
+        let mut s = super::super::new(crate::lb::SchedulerKind::Wrr, &d);
         assert_eq!(tally(s.as_mut(), &d, 1200), vec![400, 200, 600]);
     }
 

@@ -73,7 +73,7 @@ impl<B: PacketBuf> Pipeline<B> {
         if proto == ipproto::TCP {
             state.timeout(&self.timeouts)
         } else {
-            Duration::from_secs(self.timeouts.udp)
+            self.timeouts.udp
         }
     }
 
