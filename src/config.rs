@@ -54,6 +54,15 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A refusal of a field of the file at `path`: `err(field, message)`.
+fn refusal(path: &Path) -> impl Fn(String, String) -> ConfigError + '_ {
+    move |field, message| ConfigError {
+        file: path.to_path_buf(),
+        field,
+        message,
+    }
+}
+
 impl<'de> Deserialize<'de> for Ipv4Net {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -677,12 +686,20 @@ impl Config {
 
     /// Checks that types cannot express.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let err = |field: String, message: String| ConfigError {
-            file: path.to_path_buf(),
-            field,
-            message,
-        };
+        self.validate_eal(path)?;
+        self.validate_ftp(path)?;
+        self.validate_workers(path)?;
+        self.validate_flows(path)?;
+        self.validate_arp(path)?;
+        self.validate_timeouts(path)?;
+        self.validate_ports(path)?;
+        self.validate_neighbors(path)?;
+        self.validate_services(path)
+    }
 
+    /// `[eal]`: the EAL arguments name no device (ports do).
+    fn validate_eal(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = refusal(path);
         for (i, a) in self.eal.args.iter().enumerate() {
             let opt = a.split('=').next().unwrap_or(a);
             if DEVICE_OPTIONS.contains(&opt) {
@@ -692,6 +709,12 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// `[ftp]`: table and ring sizes.
+    fn validate_ftp(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = refusal(path);
         if !(16..=1 << 20).contains(&self.ftp.max_expectations) {
             return Err(err(
                 "ftp.max_expectations".into(),
@@ -704,6 +727,12 @@ impl Config {
                 format!("{}: must be 64 to 65536 slots", self.ftp.ring_size),
             ));
         }
+        Ok(())
+    }
+
+    /// `[workers]`: count, idle nap, burst, mbufs.
+    fn validate_workers(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = refusal(path);
         if !(1..=64).contains(&self.workers.count) {
             return Err(err(
                 "workers.count".into(),
@@ -731,6 +760,12 @@ impl Config {
         if self.workers.mbufs < 1024 {
             return Err(err("workers.mbufs".into(), "must be at least 1024".into()));
         }
+        Ok(())
+    }
+
+    /// `[flows]`: capacity and expiry budget.
+    fn validate_flows(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = refusal(path);
         if self.flows.capacity == 0 || self.flows.capacity > (1 << 30) {
             return Err(err(
                 "flows.capacity".into(),
@@ -743,6 +778,12 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// `[arp]`: retries and queue bounds.
+    fn validate_arp(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = refusal(path);
         if self.arp.retries == 0 || self.arp.retry_interval_ms == 0 {
             return Err(err(
                 "arp".into(),
@@ -756,6 +797,12 @@ impl Config {
                     .into(),
             ));
         }
+        Ok(())
+    }
+
+    /// `[timeouts]`: each within its bounds.
+    fn validate_timeouts(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = refusal(path);
         let t = &self.timeouts;
         for (name, v) in [
             ("tcp_established", t.tcp_established),
@@ -775,7 +822,12 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
 
+    /// `[[port]]`: at least one; names, devices, addresses, gateways, MTU, rings.
+    fn validate_ports(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = refusal(path);
         if self.ports.is_empty() {
             return Err(err(
                 "port".into(),
@@ -836,7 +888,12 @@ impl Config {
         if devices.len() != self.ports.len() {
             return Err(err("port".into(), "two ports name the same device".into()));
         }
+        Ok(())
+    }
 
+    /// `[[neighbor]]`: on a port's subnet, unicast.
+    fn validate_neighbors(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = refusal(path);
         for (i, n) in self.neighbors.iter().enumerate() {
             let Some(p) = self.ports.iter().find(|p| p.name == n.port) else {
                 return Err(err(
@@ -857,7 +914,12 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
 
+    /// `[[service]]` and `[[service.server]]`.
+    fn validate_services(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = refusal(path);
         let mut svc_names = HashSet::new();
         let mut svc_keys: Vec<(String, (Protocol, Ipv4Addr, PortSet))> = Vec::new();
         for (i, s) in self.services.iter().enumerate() {
