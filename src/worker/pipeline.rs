@@ -96,6 +96,9 @@ fn at<B>(bufs: &[B], n: usize, k: usize) -> Option<&B> {
 const ARP_FRAME_LEN: usize = ETH_LEN + wire_arp::LEN;
 const MIN_FRAME: usize = 60;
 
+/// Live FTP data flows a worker's link table holds before it first grows.
+const FTP_LINKS_PRESIZE: usize = 1 << 16;
+
 /// A port's identity as the pipeline needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortAddr {
@@ -268,7 +271,12 @@ impl<B: PacketBuf> Pipeline<B> {
     /// Share the FTP expectation table with this worker (done once at start when a service has
     /// the FTP helper).
     pub fn set_expectations(&mut self, expect: Arc<Expectations>) {
-        self.ftp = Some(FtpWorker::new(self.worker, expect));
+        // Sized up front like the flow index, so that a busy worker does not rehash its link
+        // table on the packet path (tens of thousands of links take milliseconds to move):
+        // room for 64 Ki live data flows (131,072 buckets, 4.7 MB), or the flow table's
+        // capacity if smaller. Beyond that it doubles, once per doubling of the peak.
+        let links = self.flows.capacity().min(FTP_LINKS_PRESIZE);
+        self.ftp = Some(FtpWorker::new(self.worker, expect, links));
     }
 
     /// This worker's index.

@@ -168,12 +168,12 @@ pub struct FtpWorker {
 
 impl FtpWorker {
     /// Worker `worker`'s half, claiming from `expect` (shared with the slow path and the
-    /// other workers).
-    pub fn new(worker: u16, expect: Arc<Expectations>) -> FtpWorker {
+    /// other workers), with room for `links` live data flows before its link table grows.
+    pub fn new(worker: u16, expect: Arc<Expectations>, links: usize) -> FtpWorker {
         FtpWorker {
             worker,
             expect,
-            links: HashMap::new(),
+            links: HashMap::with_capacity(links),
             notices: VecDeque::new(),
         }
     }
