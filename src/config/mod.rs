@@ -29,6 +29,7 @@ pub use schema::*;
 pub use crate::flow::tcp_state::Timeouts;
 pub use crate::lb::{PortSet, SchedulerKind};
 pub use crate::neigh::route::Ipv4Net;
+pub use crate::neigh::ArpParams;
 pub use crate::xmit::ForwardMethod;
 
 /// A refused configuration: which file, which field, what is wrong and what would be accepted.

@@ -246,6 +246,20 @@ pub struct ArpConfig {
     pub max_entries: usize,
 }
 
+impl ArpConfig {
+    /// The limits as the neighbour table uses them.
+    pub fn model(&self) -> ArpParams {
+        ArpParams {
+            retries: self.retries,
+            retry_interval: std::time::Duration::from_millis(self.retry_interval_ms),
+            reachable: std::time::Duration::from_secs(self.reachable_secs),
+            queue_per_neighbor: self.queue_per_neighbor,
+            queue_total: self.queue_total,
+            max_entries: self.max_entries,
+        }
+    }
+}
+
 impl Default for ArpConfig {
     fn default() -> Self {
         ArpConfig {

@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use hashbrown::HashMap;
 
-use crate::config::ArpConfig;
 use crate::stats::DropReason;
 use crate::time::Instant;
 use crate::wire::MacAddr;
@@ -90,20 +89,37 @@ pub struct Neighbours<B> {
     max_entries: usize,
 }
 
+/// How the table resolves and what it holds (from `[arp]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArpParams {
+    /// Requests sent before the frames waiting for an answer are dropped.
+    pub retries: u32,
+    /// Time between requests.
+    pub retry_interval: Duration,
+    /// How long an answer is trusted before it is refreshed.
+    pub reachable: Duration,
+    /// Frames held per unresolved neighbour.
+    pub queue_per_neighbor: usize,
+    /// Frames held for all unresolved neighbours together.
+    pub queue_total: usize,
+    /// Most entries the table keeps.
+    pub max_entries: usize,
+}
+
 impl<B> Neighbours<B> {
-    /// An empty table with the config's limits.
-    pub fn new(cfg: &ArpConfig) -> Self {
+    /// An empty table with these limits.
+    pub fn new(p: &ArpParams) -> Self {
         Neighbours {
             memo: [None; MEMO_SLOTS],
             entries: HashMap::new(),
             queued: 0,
             next_due: None,
-            retries: cfg.retries,
-            retry_interval: Duration::from_millis(cfg.retry_interval_ms),
-            reachable: Duration::from_secs(cfg.reachable_secs),
-            per_neighbor: cfg.queue_per_neighbor,
-            total: cfg.queue_total,
-            max_entries: cfg.max_entries,
+            retries: p.retries,
+            retry_interval: p.retry_interval,
+            reachable: p.reachable,
+            per_neighbor: p.queue_per_neighbor,
+            total: p.queue_total,
+            max_entries: p.max_entries,
         }
     }
 
@@ -319,10 +335,10 @@ mod tests {
     use super::*;
 
     fn table() -> Neighbours<u32> {
-        Neighbours::new(&ArpConfig {
+        Neighbours::new(&ArpParams {
             retries: 3,
-            retry_interval_ms: 1000,
-            reachable_secs: 300,
+            retry_interval: Duration::from_millis(1000),
+            reachable: Duration::from_secs(300),
             queue_per_neighbor: 2,
             queue_total: 3,
             max_entries: 16,

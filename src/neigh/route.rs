@@ -5,8 +5,6 @@ use std::net::Ipv4Addr;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::config::Config;
-
 /// The routing table: one connected subnet per port, optional gateways.
 #[derive(Clone, Debug, Default)]
 pub struct Routes {
@@ -14,10 +12,10 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// From the config's ports, in port order (port index = position).
-    pub fn from_config(cfg: &Config) -> Routes {
+    /// From each port's subnet and gateway, in port order (port index = position).
+    pub fn new(ports: impl IntoIterator<Item = (Ipv4Net, Option<Ipv4Addr>)>) -> Routes {
         Routes {
-            ports: cfg.ports.iter().map(|p| (p.address, p.gateway)).collect(),
+            ports: ports.into_iter().collect(),
         }
     }
 

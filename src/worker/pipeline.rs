@@ -197,7 +197,7 @@ impl<B: PacketBuf> Pipeline<B> {
                 mtu: p.mtu.unwrap_or(1500),
             })
             .collect();
-        let routes = Routes::from_config(cfg);
+        let routes = Routes::new(cfg.ports.iter().map(|p| (p.address, p.gateway)));
         let services = ServiceTable::from_config(cfg);
         let mut owned = HashSet::new();
         let mut local = HashSet::new();
@@ -223,7 +223,7 @@ impl<B: PacketBuf> Pipeline<B> {
                 }
             }
         }
-        let mut neigh = Neighbours::new(&cfg.arp);
+        let mut neigh = Neighbours::new(&cfg.arp.model());
         for n in &cfg.neighbors {
             if let Some(i) = cfg.ports.iter().position(|p| p.name == n.port) {
                 neigh.add_static(i as u16, n.ip, n.mac);
