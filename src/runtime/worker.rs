@@ -29,6 +29,8 @@ pub(crate) struct WorkerLoop {
     pipeline: Pipeline<Mbuf>,
     rxqs: Vec<RxQueue>,
     io: MbufIo,
+    /// The same mailboxes as `io`'s: the step reads its inboxes while `io` is borrowed.
+    mail: Arc<Mailboxes>,
     shared: Arc<SharedBlock>,
     rx: Vec<Mbuf>,
     /// The start of this worker's last poll that emptied its queues.
@@ -55,7 +57,7 @@ impl WorkerLoop {
             io: MbufIo {
                 id,
                 pool,
-                mail,
+                mail: Arc::clone(&mail),
                 tx: txqs
                     .into_iter()
                     .map(|q| (q, Vec::with_capacity(burst * 4)))
@@ -64,6 +66,7 @@ impl WorkerLoop {
                 discard: Vec::with_capacity(burst * 2),
                 burst,
             },
+            mail,
             shared,
             rx: Vec::with_capacity(burst),
             last_drained: Instant::ZERO,
@@ -98,7 +101,7 @@ impl WorkerLoop {
     #[inline]
     pub(crate) fn step(&mut self, now: Instant) -> usize {
         let (id, burst) = (usize::from(self.id), self.io.burst);
-        let mail = Arc::clone(&self.io.mail);
+        let mail = &*self.mail;
         let pipeline = &mut self.pipeline;
         let io = &mut self.io;
         // What this poll takes reached the queues after the last poll that emptied them
